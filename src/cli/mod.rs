@@ -1,0 +1,79 @@
+//! Subcommands. Each file holds one command's arguments and its glue to the library.
+
+mod doctor;
+mod run;
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+/// capstream: images in, captions, audio and scores out.
+#[derive(Debug, Parser)]
+#[command(name = "capstream", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a pipeline over an input and write Parquet to an output folder.
+    Run(run::RunArgs),
+    /// Parse and check pipeline files (keys, limits, stage schemas).
+    Validate {
+        /// Pipeline files.
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
+    /// Print the JSON schema of an edge, or list the edges.
+    Schema {
+        /// Edge name (e.g. `source`, `decoded`).
+        edge: Option<String>,
+    },
+    /// Report libtorch, CUDA, threads and the external tools capstream uses.
+    Doctor(doctor::DoctorArgs),
+}
+
+/// Runs the parsed command.
+pub fn dispatch(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Validate { files } => {
+            for f in files {
+                let cfg = capstream::config::PipelineConfig::load(&f)?;
+                let plan = capstream::pipeline::Plan::new(cfg)
+                    .with_context(|| format!("pipeline file {}", f.display()))?;
+                let mut chain = vec!["source".to_string()];
+                chain.extend(plan.config.stages.iter().map(|s| s.name().to_string()));
+                chain.push("sink".into());
+                println!("ok: {} ({}): {}", f.display(), plan.config.name, chain.join(" -> "));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Schema { edge } => {
+            use capstream::schema::{schema_to_json, Edge};
+            match edge {
+                Some(name) => print!("{}", schema_to_json(&Edge::from_name(&name)?.schema())?),
+                None => {
+                    for e in Edge::ALL {
+                        println!("{}", e.name());
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Doctor(args) => doctor::run(args),
+    }
+}
+
+/// Logs to stderr: structured, `RUST_LOG` overrides `default`.
+fn init_logging(default: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

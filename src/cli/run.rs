@@ -1,0 +1,139 @@
+//! `capstream run`: one pipeline, embedded mode.
+
+use std::collections::HashSet;
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use capstream::config::PipelineConfig;
+use capstream::pipeline::{Plan, Progress, Shutdown};
+use capstream::sinks::{committed_ids, part_files};
+use capstream::sources::SourceInput;
+use capstream::telemetry::{self, Metrics};
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Pipeline file (see `pipelines/`).
+    #[arg(long)]
+    pipeline: PathBuf,
+    /// A folder, glob, file, or `-` for a list of paths on stdin.
+    #[arg(long)]
+    input: String,
+    /// Output folder for Parquet part files.
+    #[arg(long)]
+    output: PathBuf,
+    /// Skip records whose id is already committed in the output folder.
+    #[arg(long)]
+    resume: bool,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9184).
+    #[arg(long)]
+    metrics_addr: Option<SocketAddr>,
+    /// Never draw a progress bar, even on a terminal.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+pub fn run(args: RunArgs) -> Result<ExitCode> {
+    let show_bar = !args.no_progress && std::io::stderr().is_terminal();
+    super::init_logging(if show_bar { "warn" } else { "info" });
+    let cfg = PipelineConfig::load(&args.pipeline)?;
+    let name = cfg.name.clone();
+    let plan = Plan::new(cfg).with_context(|| format!("pipeline file {}", args.pipeline.display()))?;
+
+    let existing = part_files(&args.output)?;
+    let skip: HashSet<String> = if args.resume {
+        committed_ids(&args.output)?
+    } else if !existing.is_empty() {
+        bail!(
+            "{} already holds {} committed part file(s); pass --resume to continue that run, or choose an empty folder",
+            args.output.display(),
+            existing.len()
+        );
+    } else {
+        HashSet::new()
+    };
+    if args.resume {
+        tracing::info!(committed = skip.len(), "Resuming: committed ids will be skipped.");
+    }
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let code = rt.block_on(async move {
+        let pipeline = plan.open(SourceInput::parse(&args.input), args.output.clone(), Arc::new(skip))?;
+        let metrics = Metrics::new(&name);
+        if let Some(addr) = args.metrics_addr {
+            let (bound, _task) = telemetry::serve(addr, metrics.clone()).await?;
+            tracing::info!(address = %bound, "Serving metrics on /metrics.");
+        }
+        let shutdown = Shutdown::new();
+        shutdown.listen_for_signals();
+        let progress = Arc::new(Progress::default());
+        let bar = show_bar.then(|| spawn_bar(progress.clone()));
+        let result = pipeline.run(shutdown, metrics, progress).await;
+        if let Some((bar, task)) = bar {
+            task.abort();
+            bar.finish_and_clear();
+        }
+        let summary = match result {
+            Ok(s) => s,
+            Err(capstream::Error::Aborted) => {
+                eprintln!("aborted: uncommitted rows were discarded; rerun with --resume to finish");
+                return Ok::<_, anyhow::Error>(ExitCode::from(130));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        println!(
+            "{}: {} rows ({} ok, {} errors, {} skipped as committed) in {} file(s) under {} in {:.1}s",
+            if summary.interrupted { "interrupted" } else { "done" },
+            summary.rows,
+            summary.rows - summary.failed,
+            summary.failed,
+            summary.skipped,
+            summary.files.len(),
+            args.output.display(),
+            summary.seconds
+        );
+        for f in &summary.files {
+            println!("  {}", f.display());
+        }
+        if summary.interrupted {
+            eprintln!("the run was stopped before the input ended; rerun with --resume to finish");
+            return Ok(ExitCode::from(130));
+        }
+        Ok(ExitCode::SUCCESS)
+    })?;
+    Ok(code)
+}
+
+fn spawn_bar(progress: Arc<Progress>) -> (ProgressBar, tokio::task::JoinHandle<()>) {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} records {per_sec} ETA {eta} {msg}",
+        )
+        .expect("valid template"),
+    );
+    let b = bar.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            b.set_length(progress.total.load(Ordering::Relaxed));
+            b.set_position(progress.done.load(Ordering::Relaxed) + progress.skipped.load(Ordering::Relaxed));
+            let failed = progress.failed.load(Ordering::Relaxed);
+            if failed > 0 {
+                b.set_message(format!("({failed} errors)"));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    (bar, task)
+}

@@ -1,0 +1,296 @@
+//! Image decoding and BLIP preprocessing, as pure functions on bytes.
+//!
+//! This module owns the path from encoded bytes to the model-sized 8-bit RGB image,
+//! and from that image to the normalized NCHW floats a vision encoder reads. It does
+//! what transformers' `BlipImageProcessor` does (convert to RGB compositing alpha onto
+//! white, resize straight to the model size with PIL's antialiased bicubic, rescale by
+//! 1/255, normalize with the CLIP mean and std), after applying EXIF orientation as
+//! `transformers.image_utils.load_image` does.
+//!
+//! It must stay pure: no tokio, Arrow, metrics or configuration parsing. Limits are
+//! checked on the header, before any pixel is decoded, so a decompression bomb costs
+//! nothing.
+
+use std::io::Cursor;
+
+use fast_image_resize::{self as fr, images::Image as FrImage};
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
+
+/// The CLIP normalization mean (`OPENAI_CLIP_MEAN`), used by every BLIP checkpoint.
+pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+/// The CLIP normalization std (`OPENAI_CLIP_STD`).
+pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+
+/// Bounds checked before decoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest accepted encoded size, in bytes.
+    pub max_encoded_bytes: usize,
+    /// Largest accepted `width * height` of the decoded image.
+    pub max_pixels: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_encoded_bytes: 50 << 20,
+            // PIL's `Image.MAX_IMAGE_PIXELS`.
+            max_pixels: 89_478_485,
+        }
+    }
+}
+
+/// Why an image could not be prepared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageError {
+    /// Zero bytes.
+    Empty,
+    /// Above a limit; the message says which.
+    TooLarge(String),
+    /// Not a format capstream decodes.
+    UnsupportedFormat(String),
+    /// The decoder rejected the data.
+    Decode(String),
+}
+
+impl std::fmt::Display for ImageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ImageError::Empty => write!(f, "the file is empty"),
+            ImageError::TooLarge(m) => write!(f, "too large: {m}"),
+            ImageError::UnsupportedFormat(m) => write!(f, "unsupported format: {m}"),
+            ImageError::Decode(m) => write!(f, "cannot decode: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for ImageError {}
+
+/// An image at model size: 8-bit RGB, row-major, 3 bytes a pixel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    /// Width of the decoded image before resizing (after EXIF orientation).
+    pub source_width: u32,
+    /// Height of the decoded image before resizing (after EXIF orientation).
+    pub source_height: u32,
+    /// Width of `rgb`.
+    pub width: u32,
+    /// Height of `rgb`.
+    pub height: u32,
+    /// `width * height * 3` bytes.
+    pub rgb: Vec<u8>,
+}
+
+const FORMATS: [ImageFormat; 6] = [
+    ImageFormat::Jpeg,
+    ImageFormat::Png,
+    ImageFormat::WebP,
+    ImageFormat::Gif,
+    ImageFormat::Bmp,
+    ImageFormat::Tiff,
+];
+
+/// Decodes `bytes` into an oriented RGB image, alpha composited onto white.
+pub fn decode_rgb(bytes: &[u8], limits: &Limits) -> Result<image::RgbImage, ImageError> {
+    if bytes.is_empty() {
+        return Err(ImageError::Empty);
+    }
+    if bytes.len() > limits.max_encoded_bytes {
+        return Err(ImageError::TooLarge(format!(
+            "{} encoded bytes exceed the limit of {}",
+            bytes.len(),
+            limits.max_encoded_bytes
+        )));
+    }
+    let format = image::guess_format(bytes)
+        .map_err(|_| ImageError::UnsupportedFormat("the bytes match no image signature".into()))?;
+    if !FORMATS.contains(&format) {
+        return Err(ImageError::UnsupportedFormat(format!(
+            "{format:?} is not one of JPEG, PNG, WebP, GIF, BMP, TIFF"
+        )));
+    }
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut lim = image::Limits::default();
+    // A second guard behind the pixel check: no decoder may allocate much more than
+    // the largest accepted image needs (16-bit RGBA is 8 bytes a pixel).
+    lim.max_alloc = Some(limits.max_pixels.saturating_mul(8).saturating_add(64 << 20));
+    reader.limits(lim);
+    let mut decoder = reader.into_decoder().map_err(decode_error)?;
+    let (w, h) = decoder.dimensions();
+    let pixels = u64::from(w) * u64::from(h);
+    if pixels > limits.max_pixels {
+        return Err(ImageError::TooLarge(format!(
+            "{w}x{h} = {pixels} pixels exceed the limit of {}",
+            limits.max_pixels
+        )));
+    }
+    if w == 0 || h == 0 {
+        return Err(ImageError::Decode(format!("image has size {w}x{h}")));
+    }
+    let orientation = decoder.orientation().map_err(decode_error)?;
+    let mut img = DynamicImage::from_decoder(decoder).map_err(decode_error)?;
+    img.apply_orientation(orientation);
+    Ok(to_rgb_on_white(img))
+}
+
+fn decode_error(e: image::ImageError) -> ImageError {
+    match e {
+        image::ImageError::Limits(l) => ImageError::TooLarge(l.to_string()),
+        image::ImageError::Unsupported(u) => ImageError::UnsupportedFormat(u.to_string()),
+        other => ImageError::Decode(other.to_string()),
+    }
+}
+
+/// HF's `convert_to_rgb`: transparency is composited onto white, not dropped.
+fn to_rgb_on_white(img: DynamicImage) -> image::RgbImage {
+    if !img.color().has_alpha() {
+        return img.into_rgb8();
+    }
+    let rgba = img.into_rgba8();
+    let (w, h) = rgba.dimensions();
+    let mut out = Vec::with_capacity(w as usize * h as usize * 3);
+    for px in rgba.pixels() {
+        let a = u32::from(px[3]);
+        for c in 0..3 {
+            let v = u32::from(px[c]) * a + 255 * (255 - a);
+            // Rounded division by 255.
+            out.push(((v + 128 + ((v + 128) >> 8)) >> 8) as u8);
+        }
+    }
+    image::RgbImage::from_raw(w, h, out).expect("buffer has w*h*3 bytes by construction")
+}
+
+/// Resizes images with PIL's bicubic filter (Catmull-Rom, a = -0.5, support scaled
+/// with the reduction: PIL's antialiased resampling). Holds scratch buffers, so keep
+/// one per thread.
+#[derive(Default)]
+pub struct BicubicResizer {
+    resizer: fr::Resizer,
+}
+
+impl std::fmt::Debug for BicubicResizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BicubicResizer")
+    }
+}
+
+impl BicubicResizer {
+    /// A new resizer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Resizes straight to `width`×`height`: no crop, aspect ratio not kept.
+    pub fn resize(&mut self, img: image::RgbImage, width: u32, height: u32) -> Vec<u8> {
+        let (sw, sh) = img.dimensions();
+        if (sw, sh) == (width, height) {
+            return img.into_raw();
+        }
+        let src = FrImage::from_vec_u8(sw, sh, img.into_raw(), fr::PixelType::U8x3)
+            .expect("RgbImage holds w*h*3 bytes");
+        let mut dst = FrImage::new(width, height, fr::PixelType::U8x3);
+        let opts = fr::ResizeOptions::new()
+            .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::CatmullRom));
+        self.resizer
+            .resize(&src, &mut dst, &opts)
+            .expect("same pixel type and non-empty images cannot fail");
+        dst.into_vec()
+    }
+}
+
+/// Decodes and resizes: the whole of BLIP preprocessing up to the 8-bit image.
+pub fn prepare(
+    bytes: &[u8],
+    limits: &Limits,
+    width: u32,
+    height: u32,
+    resizer: &mut BicubicResizer,
+) -> Result<Prepared, ImageError> {
+    let img = decode_rgb(bytes, limits)?;
+    let (source_width, source_height) = img.dimensions();
+    let rgb = resizer.resize(img, width, height);
+    Ok(Prepared {
+        source_width,
+        source_height,
+        width,
+        height,
+        rgb,
+    })
+}
+
+/// Writes the normalized CHW float image of `rgb` (HWC bytes) into `out`:
+/// `(v / 255 - mean[c]) / std[c]`. `out` must hold `rgb.len()` floats.
+pub fn normalize_chw(rgb: &[u8], mean: [f32; 3], std: [f32; 3], out: &mut [f32]) {
+    assert_eq!(rgb.len(), out.len(), "output must hold one float per byte");
+    let plane = rgb.len() / 3;
+    let scale: [f32; 3] = std::array::from_fn(|c| 1.0 / (255.0 * std[c]));
+    let shift: [f32; 3] = std::array::from_fn(|c| mean[c] / std[c]);
+    let (r, rest) = out.split_at_mut(plane);
+    let (g, b) = rest.split_at_mut(plane);
+    for (i, px) in rgb.chunks_exact(3).enumerate() {
+        r[i] = f32::from(px[0]) * scale[0] - shift[0];
+        g[i] = f32::from(px[1]) * scale[1] - shift[1];
+        b[i] = f32::from(px[2]) * scale[2] - shift[2];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(img: DynamicImage) -> Vec<u8> {
+        let mut buf = Cursor::new(Vec::new());
+        img.write_to(&mut buf, ImageFormat::Png).unwrap();
+        buf.into_inner()
+    }
+
+    #[test]
+    fn alpha_composites_onto_white() {
+        let mut img = image::RgbaImage::new(2, 1);
+        img.put_pixel(0, 0, image::Rgba([0, 0, 0, 0]));
+        img.put_pixel(1, 0, image::Rgba([0, 0, 0, 255]));
+        let rgb = decode_rgb(&png(DynamicImage::ImageRgba8(img)), &Limits::default()).unwrap();
+        assert_eq!(rgb.get_pixel(0, 0).0, [255, 255, 255]);
+        assert_eq!(rgb.get_pixel(1, 0).0, [0, 0, 0]);
+    }
+
+    #[test]
+    fn limits_are_checked_before_decoding() {
+        let bytes = png(DynamicImage::ImageRgb8(image::RgbImage::new(40, 30)));
+        let small = Limits {
+            max_encoded_bytes: 1 << 20,
+            max_pixels: 1000,
+        };
+        assert!(matches!(decode_rgb(&bytes, &small), Err(ImageError::TooLarge(m)) if m.contains("40x30")));
+        let tiny = Limits {
+            max_encoded_bytes: 10,
+            max_pixels: 1 << 20,
+        };
+        assert!(matches!(decode_rgb(&bytes, &tiny), Err(ImageError::TooLarge(_))));
+        assert_eq!(decode_rgb(&[], &small), Err(ImageError::Empty));
+        assert!(matches!(
+            decode_rgb(b"hello, world", &small),
+            Err(ImageError::UnsupportedFormat(_))
+        ));
+    }
+
+    #[test]
+    fn normalize_matches_formula() {
+        let rgb = [0u8, 128, 255, 10, 20, 30];
+        let mut out = [0f32; 6];
+        normalize_chw(&rgb, CLIP_MEAN, CLIP_STD, &mut out);
+        let want = |v: u8, c: usize| (f32::from(v) / 255.0 - CLIP_MEAN[c]) / CLIP_STD[c];
+        assert!((out[0] - want(0, 0)).abs() < 1e-6);
+        assert!((out[1] - want(10, 0)).abs() < 1e-6);
+        assert!((out[2] - want(128, 1)).abs() < 1e-6);
+        assert!((out[5] - want(30, 2)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn resize_keeps_flat_colour() {
+        let img = image::RgbImage::from_pixel(97, 41, image::Rgb([12, 200, 77]));
+        let out = BicubicResizer::new().resize(img, 16, 16);
+        assert_eq!(out.len(), 16 * 16 * 3);
+        assert!(out.chunks(3).all(|p| p == [12, 200, 77]));
+    }
+}

@@ -1,0 +1,36 @@
+//! capstream: a streaming dataflow pipeline that turns images into captions, audio
+//! and scores.
+//!
+//! # Layout
+//!
+//! - [`config`]: pipeline files (`pipelines/*.toml`): serde types and validation.
+//! - [`pipeline`]: the runtime: channels, micro-batching, threads, shutdown, standard
+//!   metrics, and the [`Stage`](pipeline::Stage) contract.
+//! - [`stages`]: one folder per stage and the one registry that builds them.
+//! - [`sources`] and [`sinks`]: where records come from (files, Parquet, stdin) and
+//!   where rows land (atomic Parquet part files).
+//! - [`schema`]: column names, edge schemas (mirrored by `schemas/*.json`) and the
+//!   record envelope (`id`, `status`, `error_kind`, `error`).
+//! - [`imaging`]: pure image decoding and BLIP preprocessing.
+//! - [`telemetry`]: Prometheus metric names, registry and `/metrics`.
+//! - [`error`]: the one error type.
+//!
+//! # Error policy
+//!
+//! A record that fails is data: it continues as a row with `status = "error"`, a
+//! stable `error_kind` and a message naming the record. [`Error`] is for what stops an
+//! operation: bad configuration, unwritable output, a stage that cannot continue.
+
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod error;
+pub mod imaging;
+pub mod pipeline;
+pub mod schema;
+pub mod sinks;
+pub mod sources;
+pub mod stages;
+pub mod telemetry;
+
+pub use error::{Error, Result};

@@ -1,0 +1,312 @@
+//! Running a pipeline: threads, channels, metrics and the end of a run.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{Array, RecordBatch, StringArray};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::{batcher, Pipeline, Shutdown};
+use crate::error::{Error, Result};
+use crate::schema::{columns, Status};
+use crate::sinks::Commit;
+use crate::telemetry::{Metrics, StageMetrics};
+
+/// Live counters of a run, for progress bars.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Records the source will emit, when known (0 = unknown).
+    pub total: AtomicU64,
+    /// Rows that reached the sink.
+    pub done: AtomicU64,
+    /// Of those, rows with `status = "error"`.
+    pub failed: AtomicU64,
+    /// Records skipped by `--resume`.
+    pub skipped: AtomicU64,
+}
+
+/// What a finished run did.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    /// Rows written.
+    pub rows: u64,
+    /// Of those, error rows.
+    pub failed: u64,
+    /// Records skipped by `--resume`.
+    pub skipped: u64,
+    /// Files committed, in order.
+    pub files: Vec<PathBuf>,
+    /// True when a stop request ended the run before the input was exhausted.
+    pub interrupted: bool,
+    /// Wall time of the run.
+    pub seconds: f64,
+}
+
+/// Per-kind counts of error rows.
+fn error_counts(batch: &RecordBatch) -> HashMap<String, u64> {
+    let mut counts = HashMap::new();
+    let (Some(status), Some(kind)) = (
+        batch
+            .column_by_name(columns::STATUS)
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>()),
+        batch
+            .column_by_name(columns::ERROR_KIND)
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>()),
+    ) else {
+        return counts;
+    };
+    for i in 0..batch.num_rows() {
+        if status.value(i) == Status::Error.as_str() {
+            let k = if kind.is_valid(i) { kind.value(i) } else { "unknown" };
+            *counts.entry(k.to_string()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+fn joined(name: &str, r: std::result::Result<Result<()>, tokio::task::JoinError>) -> Result<()> {
+    match r {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => Err(Error::Runtime(format!("{name} panicked: {e}"))),
+        Err(e) => Err(Error::Runtime(format!("{name} was cancelled: {e}"))),
+    }
+}
+
+impl Pipeline {
+    /// Runs until the source is exhausted or `shutdown` stops it; then drains every
+    /// in-flight batch, finalizes the sink and returns what was written.
+    pub async fn run(
+        self,
+        shutdown: Shutdown,
+        metrics: Metrics,
+        progress: Arc<Progress>,
+    ) -> Result<RunSummary> {
+        let started = Instant::now();
+        let Pipeline {
+            plan,
+            mut source,
+            mut sink,
+            cx,
+        } = self;
+        let cap = plan.config.channel_capacity;
+        let mut handles: Vec<(String, JoinHandle<Result<()>>)> = Vec::new();
+
+        // Source: a dedicated thread, since reading files and Parquet blocks.
+        if let Some(total) = source.total() {
+            progress.total.store(total, Ordering::Relaxed);
+        }
+        let (tx, mut rx) = mpsc::channel::<RecordBatch>(cap);
+        let src_metrics = metrics.stage("source");
+        let batch_cfg = plan.config.batch;
+        let sd = shutdown.clone();
+        let prog = progress.clone();
+        let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let intr = interrupted.clone();
+        handles.push((
+            "source".into(),
+            tokio::task::spawn_blocking(move || {
+                loop {
+                    if sd.is_stopping() {
+                        intr.store(true, Ordering::SeqCst);
+                        break;
+                    }
+                    let t = Instant::now();
+                    let next = source.next_batch(batch_cfg.max_rows, batch_cfg.max_bytes)?;
+                    let skipped = source.skipped();
+                    let prev = prog.skipped.swap(skipped, Ordering::Relaxed);
+                    src_metrics.skipped(skipped.saturating_sub(prev));
+                    let Some(batch) = next else { break };
+                    src_metrics.batch_seconds.observe(t.elapsed().as_secs_f64());
+                    src_metrics.records_out.inc_by(batch.num_rows() as u64);
+                    for (k, n) in error_counts(&batch) {
+                        src_metrics.failed(&k, n);
+                    }
+                    src_metrics.batches.inc();
+                    src_metrics.beat();
+                    if tx.blocking_send(batch).is_err() {
+                        break;
+                    }
+                }
+                Ok(())
+            }),
+        ));
+
+        // Stages: a batcher task and N worker threads each.
+        for (i, stage_cfg) in plan.config.stages.iter().enumerate() {
+            let name = stage_cfg.name();
+            let m = metrics.stage(name);
+            let (mb_tx, mb_rx) = flume::bounded::<RecordBatch>(stage_cfg.workers());
+            let (out_tx, out_rx) = mpsc::channel::<RecordBatch>(cap);
+            let bcfg = stage_cfg.batch().unwrap_or(plan.config.batch);
+            handles.push((
+                format!("{name} batcher"),
+                tokio::spawn(batcher::run(
+                    plan.schemas[i].clone(),
+                    bcfg,
+                    rx,
+                    mb_tx,
+                    m.clone(),
+                )),
+            ));
+            for w in 0..stage_cfg.workers() {
+                let cfg = stage_cfg.clone();
+                let cx = cx.clone();
+                let rx = mb_rx.clone();
+                let tx = out_tx.clone();
+                let m = m.clone();
+                let sd = shutdown.clone();
+                handles.push((
+                    format!("{name} worker {w}"),
+                    tokio::task::spawn_blocking(move || {
+                        let r = run_stage(&cfg, &cx, rx, tx, &m);
+                        if let Err(e) = &r {
+                            tracing::error!(stage = name, error = %e, "Stage cannot continue; stopping the pipeline.");
+                            sd.stop();
+                        }
+                        r
+                    }),
+                ));
+            }
+            rx = out_rx;
+        }
+
+        // Sink: a dedicated thread.
+        let sink_metrics = metrics.stage("sink");
+        let prog = progress.clone();
+        let sd = shutdown.clone();
+        let sink_handle = tokio::task::spawn_blocking(move || -> Result<Vec<Commit>> {
+            let mut commits = Vec::new();
+            let record = |c: &Commit, commits: &mut Vec<Commit>| {
+                sink_metrics.committed(c.rows, c.bytes);
+                tracing::info!(file = %c.path.display(), rows = c.rows, "Committed output file.");
+                commits.push(c.clone());
+            };
+            while let Some(batch) = rx.blocking_recv() {
+                sink_metrics.channel_depth.set(rx.len() as i64);
+                let t = Instant::now();
+                let n = batch.num_rows() as u64;
+                let failed: u64 = error_counts(&batch).values().sum();
+                sink_metrics.records_in.inc_by(n);
+                let written = sink.write(&batch);
+                let written = match written {
+                    Ok(w) => w,
+                    Err(e) => {
+                        sd.stop();
+                        return Err(e);
+                    }
+                };
+                for c in &written {
+                    record(c, &mut commits);
+                }
+                prog.done.fetch_add(n, Ordering::Relaxed);
+                prog.failed.fetch_add(failed, Ordering::Relaxed);
+                sink_metrics.batch_seconds.observe(t.elapsed().as_secs_f64());
+                sink_metrics.batches.inc();
+                sink_metrics.beat();
+            }
+            for c in &sink.finish()? {
+                record(c, &mut commits);
+            }
+            Ok(commits)
+        });
+
+        let join_all = async {
+            let mut first_err = None;
+            for (name, h) in handles {
+                if let Err(e) = joined(&name, h.await) {
+                    first_err.get_or_insert(e);
+                }
+            }
+            let commits = match sink_handle.await {
+                Ok(Ok(c)) => Some(c),
+                Ok(Err(e)) => {
+                    first_err.get_or_insert(e);
+                    None
+                }
+                Err(e) => {
+                    first_err.get_or_insert(Error::Runtime(format!("sink panicked: {e}")));
+                    None
+                }
+            };
+            match first_err {
+                Some(e) => Err(e),
+                None => Ok(commits.unwrap_or_default()),
+            }
+        };
+        let commits = tokio::select! {
+            r = join_all => r?,
+            _ = shutdown.aborted() => return Err(Error::Aborted),
+        };
+        Ok(RunSummary {
+            rows: progress.done.load(Ordering::Relaxed),
+            failed: progress.failed.load(Ordering::Relaxed),
+            skipped: progress.skipped.load(Ordering::Relaxed),
+            files: commits.into_iter().map(|c| c.path).collect(),
+            interrupted: interrupted.load(Ordering::SeqCst),
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+/// One worker thread of a stage: build, start, process every micro-batch, flush, close.
+fn run_stage(
+    cfg: &crate::stages::StageConfig,
+    cx: &super::BuildContext,
+    rx: flume::Receiver<RecordBatch>,
+    tx: mpsc::Sender<RecordBatch>,
+    m: &StageMetrics,
+) -> Result<()> {
+    let name = cfg.name();
+    let fail = |e: Error| match e {
+        e @ Error::Stage { .. } => e,
+        other => Error::Stage {
+            stage: name.to_string(),
+            message: other.to_string(),
+        },
+    };
+    let mut stage = cfg.build(cx).map_err(fail)?;
+    stage.start().map_err(fail)?;
+    let mut out = Vec::new();
+    let emit = |out: &mut Vec<RecordBatch>| -> bool {
+        for b in out.drain(..) {
+            m.records_out.inc_by(b.num_rows() as u64);
+            if tx.blocking_send(b).is_err() {
+                return false;
+            }
+        }
+        true
+    };
+    while let Ok(batch) = rx.recv() {
+        let t = Instant::now();
+        let n = batch.num_rows();
+        m.records_in.inc_by(n as u64);
+        m.batch_rows.observe(n as f64);
+        let before = error_counts(&batch);
+        stage.process(batch, &mut out).map_err(fail)?;
+        let mut after: HashMap<String, u64> = HashMap::new();
+        for b in &out {
+            for (k, v) in error_counts(b) {
+                *after.entry(k).or_insert(0) += v;
+            }
+        }
+        for (k, v) in after {
+            let new = v.saturating_sub(before.get(&k).copied().unwrap_or(0));
+            if new > 0 {
+                m.failed(&k, new);
+            }
+        }
+        m.batch_seconds.observe(t.elapsed().as_secs_f64());
+        m.batches.inc();
+        m.beat();
+        if !emit(&mut out) {
+            return Ok(());
+        }
+    }
+    stage.flush(&mut out).map_err(fail)?;
+    emit(&mut out);
+    stage.close().map_err(fail)
+}

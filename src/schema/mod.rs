@@ -1,0 +1,206 @@
+//! Column names, edge schemas and the record envelope.
+//!
+//! This module owns every Arrow schema that travels between stages and the names of
+//! their columns. The JSON files under `schemas/` are the data form of [`Edge::schema`];
+//! a test keeps the two equal. It must not know how any stage computes its columns.
+//!
+//! Every record carries the *envelope*: a stable `id`, its `uri`, the references that
+//! came with it, and `status` / `error_kind` / `error`. A record that fails in a stage
+//! keeps travelling with `status = "error"`, so every input ends as an output row.
+
+mod envelope;
+mod json;
+
+pub use envelope::{
+    error_columns, ok_mask, with_columns, EnvelopeBuilder, ErrorKind, RowError, Status,
+};
+pub use json::{schema_from_json, schema_to_json};
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+
+use crate::error::{Error, Result};
+
+/// Column names. Stages and sinks refer to columns only through these constants.
+pub mod columns {
+    /// Stable record id: given by the source or a content hash.
+    pub const ID: &str = "id";
+    /// Where the record came from (a path, or `parquet-file#row`).
+    pub const URI: &str = "uri";
+    /// Encoded image bytes as read by the source.
+    pub const IMAGE: &str = "image";
+    /// Reference captions that came with the input, if any.
+    pub const REFERENCES: &str = "references";
+    /// Reference audio (encoded WAV bytes) that came with the input, if any.
+    pub const REFERENCE_AUDIO: &str = "reference_audio";
+    /// `"ok"` or `"error"`.
+    pub const STATUS: &str = "status";
+    /// Stable snake_case error category, null when ok.
+    pub const ERROR_KIND: &str = "error_kind";
+    /// Human message naming the record and what was wrong, null when ok.
+    pub const ERROR: &str = "error";
+    /// Width of the decoded image before resizing.
+    pub const WIDTH: &str = "width";
+    /// Height of the decoded image before resizing.
+    pub const HEIGHT: &str = "height";
+    /// The image at model size: 8-bit RGB, row-major HWC.
+    pub const PIXELS: &str = "pixels";
+    /// Width of `pixels`.
+    pub const PIXELS_WIDTH: &str = "pixels_width";
+    /// Height of `pixels`.
+    pub const PIXELS_HEIGHT: &str = "pixels_height";
+}
+
+/// Schema-level metadata key holding the schema version.
+pub const META_SCHEMA_VERSION: &str = "capstream.schema_version";
+/// Schema-level metadata key holding the edge name.
+pub const META_EDGE: &str = "capstream.edge";
+/// The version of the edge schemas defined here.
+pub const SCHEMA_VERSION: &str = "1";
+
+/// A named edge of the canonical pipeline: the schema of the batches crossing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Edge {
+    /// What a source emits: envelope plus encoded image bytes.
+    Source,
+    /// What `decode_image` emits: envelope plus the image at model size.
+    Decoded,
+}
+
+impl Edge {
+    /// Every edge, in pipeline order.
+    pub const ALL: [Edge; 2] = [Edge::Source, Edge::Decoded];
+
+    /// The edge's stable name (also its file name under `schemas/`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Edge::Source => "source",
+            Edge::Decoded => "decoded",
+        }
+    }
+
+    /// Looks an edge up by name.
+    pub fn from_name(name: &str) -> Result<Edge> {
+        Edge::ALL
+            .into_iter()
+            .find(|e| e.name() == name)
+            .ok_or_else(|| Error::UnknownEdge(name.to_string()))
+    }
+
+    /// The Arrow schema of the edge, with version and edge name in its metadata.
+    pub fn schema(self) -> SchemaRef {
+        let fields = match self {
+            Edge::Source => source_fields(),
+            Edge::Decoded => decoded_fields(),
+        };
+        with_edge_metadata(fields, self)
+    }
+}
+
+fn with_edge_metadata(fields: Vec<Field>, edge: Edge) -> SchemaRef {
+    let metadata = HashMap::from([
+        (META_SCHEMA_VERSION.to_string(), SCHEMA_VERSION.to_string()),
+        (META_EDGE.to_string(), edge.name().to_string()),
+    ]);
+    Arc::new(Schema::new_with_metadata(fields, metadata))
+}
+
+/// Re-labels a schema as belonging to `edge`, keeping its fields.
+pub fn relabel(schema: &Schema, edge: Edge) -> SchemaRef {
+    with_edge_metadata(
+        schema.fields().iter().map(|f| f.as_ref().clone()).collect(),
+        edge,
+    )
+}
+
+/// The list-of-strings type used for reference captions.
+pub fn references_type() -> DataType {
+    DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
+}
+
+fn envelope_head() -> Vec<Field> {
+    vec![
+        Field::new(columns::ID, DataType::Utf8, false),
+        Field::new(columns::URI, DataType::Utf8, true),
+        Field::new(columns::REFERENCES, references_type(), true),
+        Field::new(columns::REFERENCE_AUDIO, DataType::Binary, true),
+    ]
+}
+
+fn envelope_status() -> Vec<Field> {
+    vec![
+        Field::new(columns::STATUS, DataType::Utf8, false),
+        Field::new(columns::ERROR_KIND, DataType::Utf8, true),
+        Field::new(columns::ERROR, DataType::Utf8, true),
+    ]
+}
+
+fn source_fields() -> Vec<Field> {
+    let mut f = envelope_head();
+    f.push(Field::new(columns::IMAGE, DataType::Binary, true));
+    f.extend(envelope_status());
+    f
+}
+
+fn decoded_fields() -> Vec<Field> {
+    let mut f = envelope_head();
+    f.extend(envelope_status());
+    f.extend([
+        Field::new(columns::WIDTH, DataType::UInt32, true),
+        Field::new(columns::HEIGHT, DataType::UInt32, true),
+        Field::new(columns::PIXELS, DataType::Binary, true),
+        Field::new(columns::PIXELS_WIDTH, DataType::UInt32, true),
+        Field::new(columns::PIXELS_HEIGHT, DataType::UInt32, true),
+    ]);
+    f
+}
+
+/// Checks that `actual` has every field of `required` with the same type and a
+/// compatible nullability; returns the first difference in words.
+pub fn check_compatible(required: &Schema, actual: &Schema) -> std::result::Result<(), String> {
+    for want in required.fields() {
+        match actual.field_with_name(want.name()) {
+            Err(_) => return Err(format!("missing column {:?}", want.name())),
+            Ok(have) if have.data_type() != want.data_type() => {
+                return Err(format!(
+                    "column {:?} is {} but {} is required",
+                    want.name(),
+                    have.data_type(),
+                    want.data_type()
+                ))
+            }
+            Ok(have) if have.is_nullable() && !want.is_nullable() => {
+                return Err(format!(
+                    "column {:?} is nullable but must not be",
+                    want.name()
+                ))
+            }
+            Ok(_) => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edges_round_trip_by_name() {
+        for e in Edge::ALL {
+            assert_eq!(Edge::from_name(e.name()).unwrap(), e);
+        }
+        assert!(Edge::from_name("nope").is_err());
+    }
+
+    #[test]
+    fn compatibility_names_the_column() {
+        let src = Edge::Source.schema();
+        let dec = Edge::Decoded.schema();
+        let err = check_compatible(&dec, &src).unwrap_err();
+        assert!(err.contains("\"width\""), "{err}");
+        check_compatible(&src, &src).unwrap();
+    }
+}

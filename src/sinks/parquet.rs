@@ -1,0 +1,266 @@
+//! The Parquet sink: atomic part files, zstd, byte-bounded row groups.
+//!
+//! Rows go to `.part-<run>-<n>.parquet.tmp` in the output folder. A file is committed
+//! by writing its footer, `fsync`, renaming it to `part-<run>-<n>.parquet` and syncing
+//! the folder, so no reader ever sees a half-written file under a final name. A crash
+//! leaves only `.tmp` files, which the next run removes. `--resume` reads the `id`
+//! column of every committed part file.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, SchemaRef};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::{ArrowWriter, ProjectionMask};
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::metadata::KeyValue;
+use parquet::schema::types::ColumnPath;
+use serde::Deserialize;
+
+use super::{Commit, Sink};
+use crate::error::{Error, Result};
+use crate::schema::{columns, META_SCHEMA_VERSION, SCHEMA_VERSION};
+
+/// `[sink] type = "parquet"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParquetSinkConfig {
+    /// zstd level, 1–22.
+    #[serde(default = "default_level")]
+    pub zstd_level: i32,
+    /// A row group is closed once its buffered data reaches this many bytes.
+    #[serde(default = "default_row_group_bytes")]
+    pub max_row_group_bytes: usize,
+    /// A file is committed once it holds this many rows.
+    #[serde(default = "default_file_rows")]
+    pub max_file_rows: usize,
+    /// A file is committed once its row groups reach this many bytes.
+    #[serde(default = "default_file_bytes")]
+    pub max_file_bytes: usize,
+}
+
+fn default_level() -> i32 {
+    3
+}
+fn default_row_group_bytes() -> usize {
+    64 << 20
+}
+fn default_file_rows() -> usize {
+    10_000
+}
+fn default_file_bytes() -> usize {
+    512 << 20
+}
+
+impl ParquetSinkConfig {
+    pub(crate) fn validate(&self) -> Result<()> {
+        ZstdLevel::try_new(self.zstd_level)
+            .map_err(|e| Error::Config(format!("[sink] zstd_level: {e}")))?;
+        if self.max_row_group_bytes == 0 || self.max_file_rows == 0 || self.max_file_bytes == 0 {
+            return Err(Error::Config(
+                "[sink] max_row_group_bytes, max_file_rows and max_file_bytes must be at least 1"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn open(&self, dir: &Path, schema: SchemaRef, pipeline: &str) -> Result<ParquetSink> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        remove_stale_temps(dir)?;
+        let mut props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(self.zstd_level).expect("validated"),
+            ))
+            .set_max_row_group_bytes(Some(self.max_row_group_bytes))
+            .set_key_value_metadata(Some(vec![
+                KeyValue::new("capstream.version".into(), env!("CARGO_PKG_VERSION").to_string()),
+                KeyValue::new("capstream.pipeline".into(), pipeline.to_string()),
+                KeyValue::new(META_SCHEMA_VERSION.into(), SCHEMA_VERSION.to_string()),
+            ]))
+            .set_column_bloom_filter_enabled(ColumnPath::from(columns::ID), true);
+        // Dictionaries and min/max statistics are useless on image and audio bytes and
+        // cost memory; keep them for strings.
+        for f in schema.fields() {
+            if matches!(f.data_type(), DataType::Binary | DataType::LargeBinary) {
+                let col = ColumnPath::from(f.name().as_str());
+                props = props
+                    .set_column_dictionary_enabled(col.clone(), false)
+                    .set_column_statistics_enabled(col, EnabledStatistics::None);
+            }
+        }
+        Ok(ParquetSink {
+            cfg: self.clone(),
+            dir: dir.to_path_buf(),
+            schema,
+            props: props.build(),
+            run: run_id(),
+            seq: 0,
+            open: None,
+        })
+    }
+}
+
+/// A run id unique across runs on one machine: start time plus pid.
+fn run_id() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{}{:09}-{}", now.as_secs(), now.subsec_nanos(), std::process::id())
+}
+
+fn remove_stale_temps(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(".part-") && name.ends_with(".parquet.tmp") {
+            let p = entry.path();
+            tracing::warn!(file = %p.display(), "Removing an uncommitted file left by an interrupted run.");
+            std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+        }
+    }
+    Ok(())
+}
+
+struct OpenPart {
+    tmp: PathBuf,
+    path: PathBuf,
+    writer: ArrowWriter<File>,
+    rows: usize,
+}
+
+/// The running Parquet sink.
+pub struct ParquetSink {
+    cfg: ParquetSinkConfig,
+    dir: PathBuf,
+    schema: SchemaRef,
+    props: WriterProperties,
+    run: String,
+    seq: u64,
+    open: Option<OpenPart>,
+}
+
+impl ParquetSink {
+    fn start_part(&mut self) -> Result<&mut OpenPart> {
+        if self.open.is_none() {
+            let name = format!("part-{}-{:05}.parquet", self.run, self.seq);
+            self.seq += 1;
+            let path = self.dir.join(&name);
+            let tmp = self.dir.join(format!(".{name}.tmp"));
+            let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+            let writer = ArrowWriter::try_new(file, self.schema.clone(), Some(self.props.clone()))?;
+            self.open = Some(OpenPart {
+                tmp,
+                path,
+                writer,
+                rows: 0,
+            });
+        }
+        Ok(self.open.as_mut().expect("just opened"))
+    }
+
+    fn commit(&mut self) -> Result<Option<Commit>> {
+        let Some(part) = self.open.take() else {
+            return Ok(None);
+        };
+        let file = part.writer.into_inner()?;
+        file.sync_all().map_err(|e| Error::io(&part.tmp, e))?;
+        let bytes = file.metadata().map_err(|e| Error::io(&part.tmp, e))?.len();
+        drop(file);
+        std::fs::rename(&part.tmp, &part.path).map_err(|e| Error::io(&part.path, e))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io(&self.dir, e))?;
+        Ok(Some(Commit {
+            path: part.path,
+            rows: part.rows as u64,
+            bytes,
+        }))
+    }
+}
+
+impl Sink for ParquetSink {
+    fn write(&mut self, batch: &RecordBatch) -> Result<Vec<Commit>> {
+        let mut commits = Vec::new();
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let max_rows = self.cfg.max_file_rows;
+            let part = self.start_part()?;
+            let take = (max_rows - part.rows).min(batch.num_rows() - offset);
+            part.writer.write(&batch.slice(offset, take))?;
+            part.rows += take;
+            offset += take;
+            let full = part.rows >= max_rows
+                || part.writer.bytes_written() + part.writer.in_progress_size()
+                    >= self.cfg.max_file_bytes;
+            if full {
+                commits.extend(self.commit()?);
+            }
+        }
+        Ok(commits)
+    }
+
+    fn finish(&mut self) -> Result<Vec<Commit>> {
+        Ok(self.commit()?.into_iter().collect())
+    }
+}
+
+/// Committed part files in `dir`, sorted.
+pub fn part_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("part-") && name.ends_with(".parquet") {
+            out.push(entry.path());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Every id in the committed part files of `dir`, for `--resume`.
+pub fn committed_ids(dir: &Path) -> Result<HashSet<String>> {
+    let mut ids = HashSet::new();
+    for path in part_files(dir)? {
+        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+        let Some(idx) = builder
+            .schema()
+            .fields()
+            .iter()
+            .position(|f| f.name() == columns::ID)
+        else {
+            return Err(Error::Config(format!(
+                "{}: no {:?} column; not a capstream output",
+                path.display(),
+                columns::ID
+            )));
+        };
+        let mask = ProjectionMask::roots(builder.parquet_schema(), [idx]);
+        for batch in builder.with_projection(mask).build()? {
+            let batch = batch?;
+            let col = batch.column(0);
+            let col = col
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .ok_or_else(|| Error::Config(format!("{}: id is not a string", path.display())))?;
+            for i in 0..col.len() {
+                if col.is_valid(i) {
+                    ids.insert(col.value(i).to_string());
+                }
+            }
+        }
+    }
+    Ok(ids)
+}

@@ -1,0 +1,33 @@
+//! `decode_image`: encoded image bytes → the image at model size, 8-bit RGB.
+//!
+//! Decodes JPEG, PNG, WebP, GIF (first frame), BMP and TIFF; applies EXIF orientation;
+//! composites alpha onto white; resizes straight to the model size with PIL's bicubic.
+//! Normalization is left to whoever builds the model's tensor: 8-bit RGB is four times
+//! smaller than floats on every hop after this one. Limits on encoded bytes and pixels
+//! are checked on the header, before decoding.
+
+mod config;
+mod stage;
+
+pub use config::DecodeImageConfig;
+pub use stage::DecodeImage;
+
+use arrow::datatypes::SchemaRef;
+
+use crate::schema::Edge;
+
+/// The stage's name.
+pub const NAME: &str = "decode_image";
+
+/// What the stage reads.
+pub fn input_schema() -> SchemaRef {
+    Edge::Source.schema()
+}
+
+/// What the stage emits.
+pub fn output_schema() -> SchemaRef {
+    Edge::Decoded.schema()
+}
+
+#[cfg(test)]
+mod tests;
