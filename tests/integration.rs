@@ -1,1 +1,18 @@
+//! capstream's integration tests: one binary (ripgrep style), one module per area.
+//!
+//! - `util`: helpers to run the binary, write pipelines and read Parquet output.
+//! - `definitions`: every file in `pipelines/` and `schemas/` against the code.
+//! - `preprocess_parity`: image preprocessing against transformers' processor.
+//! - `files_run`: a folder of good and bad images, one output row each.
+//! - `backfill`: Parquet in, Parquet out, references passing through.
+//! - `interrupt_resume`: SIGINT midway, then `--resume`: every id exactly once.
+//! - `metrics`: `/metrics` scraped during a run shows counters moving.
 
+mod util;
+
+mod backfill;
+mod definitions;
+mod files_run;
+mod interrupt_resume;
+mod metrics;
+mod preprocess_parity;

@@ -33,8 +33,11 @@ fn libtorch_version(lib: &Path) -> Option<String> {
 
 fn tool_version(cmd: &str, arg: &str) -> Option<String> {
     let out = Command::new(cmd).arg(arg).output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    text.lines().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_string())
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    text.lines()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.trim().to_string())
 }
 
 const WORDNET_DIRS: [&str; 2] = ["/usr/share/wordnet", "/usr/share/wordnet/dict"];
@@ -54,7 +57,9 @@ pub fn run(args: DoctorArgs) -> Result<ExitCode> {
     let version = lib.as_deref().and_then(libtorch_version);
     let threads = tch::get_num_threads();
     let interop = tch::get_num_interop_threads();
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let espeak = tool_version("espeak-ng", "--version");
     let nats = tool_version("nats-server", "--version");
     let wordnet = wordnet_dir();
@@ -79,8 +84,18 @@ pub fn run(args: DoctorArgs) -> Result<ExitCode> {
     } else {
         let or_missing = |v: Option<String>| v.unwrap_or_else(|| "NOT FOUND".into());
         println!("capstream        {}", env!("CARGO_PKG_VERSION"));
-        println!("libtorch         {} ({})", or_missing(version), or_missing(lib.map(|p| p.display().to_string())));
-        println!("CUDA             {} ({} device{}, cuDNN {})", if cuda { "available" } else { "not available" }, devices, if devices == 1 { "" } else { "s" }, if cudnn { "yes" } else { "no" });
+        println!(
+            "libtorch         {} ({})",
+            or_missing(version),
+            or_missing(lib.map(|p| p.display().to_string()))
+        );
+        println!(
+            "CUDA             {} ({} device{}, cuDNN {})",
+            if cuda { "available" } else { "not available" },
+            devices,
+            if devices == 1 { "" } else { "s" },
+            if cudnn { "yes" } else { "no" }
+        );
         println!("threads          intra-op {threads}, inter-op {interop}, {cores} cores");
         println!("espeak-ng        {}", or_missing(espeak));
         println!("WordNet          {}", or_missing(wordnet.map(String::from)));

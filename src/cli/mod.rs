@@ -47,7 +47,12 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
                 let mut chain = vec!["source".to_string()];
                 chain.extend(plan.config.stages.iter().map(|s| s.name().to_string()));
                 chain.push("sink".into());
-                println!("ok: {} ({}): {}", f.display(), plan.config.name, chain.join(" -> "));
+                println!(
+                    "ok: {} ({}): {}",
+                    f.display(),
+                    plan.config.name,
+                    chain.join(" -> ")
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -74,6 +79,7 @@ fn init_logging(default: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
 }

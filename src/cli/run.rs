@@ -46,7 +46,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     super::init_logging(if show_bar { "warn" } else { "info" });
     let cfg = PipelineConfig::load(&args.pipeline)?;
     let name = cfg.name.clone();
-    let plan = Plan::new(cfg).with_context(|| format!("pipeline file {}", args.pipeline.display()))?;
+    let plan =
+        Plan::new(cfg).with_context(|| format!("pipeline file {}", args.pipeline.display()))?;
 
     let existing = part_files(&args.output)?;
     let skip: HashSet<String> = if args.resume {
@@ -61,7 +62,10 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         HashSet::new()
     };
     if args.resume {
-        tracing::info!(committed = skip.len(), "Resuming: committed ids will be skipped.");
+        tracing::info!(
+            committed = skip.len(),
+            "Resuming: committed ids will be skipped."
+        );
     }
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -127,7 +131,9 @@ fn spawn_bar(progress: Arc<Progress>) -> (ProgressBar, tokio::task::JoinHandle<(
     let task = tokio::spawn(async move {
         loop {
             b.set_length(progress.total.load(Ordering::Relaxed));
-            b.set_position(progress.done.load(Ordering::Relaxed) + progress.skipped.load(Ordering::Relaxed));
+            b.set_position(
+                progress.done.load(Ordering::Relaxed) + progress.skipped.load(Ordering::Relaxed),
+            );
             let failed = progress.failed.load(Ordering::Relaxed);
             if failed > 0 {
                 b.set_message(format!("({failed} errors)"));

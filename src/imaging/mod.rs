@@ -13,12 +13,13 @@
 
 use std::io::Cursor;
 
-use fast_image_resize::{self as fr, images::Image as FrImage};
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 
 /// The CLIP normalization mean (`OPENAI_CLIP_MEAN`), used by every BLIP checkpoint.
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 /// The CLIP normalization std (`OPENAI_CLIP_STD`).
+// Spelled as transformers spells them, so a reader can grep for them.
+#[allow(clippy::excessive_precision)]
 pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 
 /// Bounds checked before decoding.
@@ -109,6 +110,11 @@ pub fn decode_rgb(bytes: &[u8], limits: &Limits) -> Result<image::RgbImage, Imag
             "{format:?} is not one of JPEG, PNG, WebP, GIF, BMP, TIFF"
         )));
     }
+    if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
+        return Err(ImageError::Decode(
+            "the JPEG is truncated: no end-of-image marker after its last scan".into(),
+        ));
+    }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut lim = image::Limits::default();
     // A second guard behind the pixel check: no decoder may allocate much more than
@@ -128,9 +134,41 @@ pub fn decode_rgb(bytes: &[u8], limits: &Limits) -> Result<image::RgbImage, Imag
         return Err(ImageError::Decode(format!("image has size {w}x{h}")));
     }
     let orientation = decoder.orientation().map_err(decode_error)?;
-    let mut img = DynamicImage::from_decoder(decoder).map_err(decode_error)?;
+    let mut img = match (format == ImageFormat::Jpeg)
+        .then(|| decode_jpeg_turbo(bytes))
+        .flatten()
+    {
+        Some(img) => img,
+        None => DynamicImage::from_decoder(decoder).map_err(decode_error)?,
+    };
     img.apply_orientation(orientation);
     Ok(to_rgb_on_white(img))
+}
+
+/// JPEG through libjpeg-turbo with its defaults (accurate integer IDCT, fancy
+/// upsampling): the decoder inside Pillow, so our pixels equal PIL's. `None` where it
+/// declines (CMYK and other colour spaces it cannot turn into RGB); the pure-Rust
+/// decoder takes those.
+fn decode_jpeg_turbo(bytes: &[u8]) -> Option<DynamicImage> {
+    let img = turbojpeg::decompress(bytes, turbojpeg::PixelFormat::RGB).ok()?;
+    if img.pitch != img.width * 3 {
+        return None;
+    }
+    image::RgbImage::from_raw(img.width as u32, img.height as u32, img.pixels)
+        .map(DynamicImage::ImageRgb8)
+}
+
+/// The JPEG decoder fills a truncated scan with grey and reports success; PIL raises
+/// "image file is truncated". We side with PIL: the last start-of-scan marker must be
+/// followed by an end-of-image marker. (Entropy-coded data stuffs every 0xFF with 0x00,
+/// so neither marker can occur by accident inside a scan, and an EXIF thumbnail's
+/// markers all come before the main image's last scan.)
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let last_sos = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    match last_sos {
+        Some(i) => bytes[i..].windows(2).any(|w| w == [0xFF, 0xD9]),
+        None => false,
+    }
 }
 
 fn decode_error(e: image::ImageError) -> ImageError {
@@ -160,12 +198,14 @@ fn to_rgb_on_white(img: DynamicImage) -> image::RgbImage {
     image::RgbImage::from_raw(w, h, out).expect("buffer has w*h*3 bytes by construction")
 }
 
-/// Resizes images with PIL's bicubic filter (Catmull-Rom, a = -0.5, support scaled
-/// with the reduction: PIL's antialiased resampling). Holds scratch buffers, so keep
-/// one per thread.
+mod resample;
+
+/// Resizes images exactly as PIL's `Image.resize(size, BICUBIC)` (Keys' cubic,
+/// a = -0.5, support widened by the reduction factor, 22-bit fixed point). Caches
+/// filter weights per size, so keep one per thread.
 #[derive(Default)]
 pub struct BicubicResizer {
-    resizer: fr::Resizer,
+    resizer: resample::PilBicubic,
 }
 
 impl std::fmt::Debug for BicubicResizer {
@@ -186,15 +226,13 @@ impl BicubicResizer {
         if (sw, sh) == (width, height) {
             return img.into_raw();
         }
-        let src = FrImage::from_vec_u8(sw, sh, img.into_raw(), fr::PixelType::U8x3)
-            .expect("RgbImage holds w*h*3 bytes");
-        let mut dst = FrImage::new(width, height, fr::PixelType::U8x3);
-        let opts = fr::ResizeOptions::new()
-            .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::CatmullRom));
-        self.resizer
-            .resize(&src, &mut dst, &opts)
-            .expect("same pixel type and non-empty images cannot fail");
-        dst.into_vec()
+        self.resizer.resize(
+            img.as_raw(),
+            sw as usize,
+            sh as usize,
+            width as usize,
+            height as usize,
+        )
     }
 }
 
@@ -261,17 +299,37 @@ mod tests {
             max_encoded_bytes: 1 << 20,
             max_pixels: 1000,
         };
-        assert!(matches!(decode_rgb(&bytes, &small), Err(ImageError::TooLarge(m)) if m.contains("40x30")));
+        assert!(
+            matches!(decode_rgb(&bytes, &small), Err(ImageError::TooLarge(m)) if m.contains("40x30"))
+        );
         let tiny = Limits {
             max_encoded_bytes: 10,
             max_pixels: 1 << 20,
         };
-        assert!(matches!(decode_rgb(&bytes, &tiny), Err(ImageError::TooLarge(_))));
+        assert!(matches!(
+            decode_rgb(&bytes, &tiny),
+            Err(ImageError::TooLarge(_))
+        ));
         assert_eq!(decode_rgb(&[], &small), Err(ImageError::Empty));
         assert!(matches!(
             decode_rgb(b"hello, world", &small),
             Err(ImageError::UnsupportedFormat(_))
         ));
+    }
+
+    #[test]
+    fn truncated_jpeg_is_a_decode_error() {
+        let img = DynamicImage::ImageRgb8(image::RgbImage::from_fn(64, 48, |x, y| {
+            image::Rgb([(x * 4) as u8, (y * 5) as u8, 90])
+        }));
+        let mut buf = Cursor::new(Vec::new());
+        img.write_to(&mut buf, ImageFormat::Jpeg).unwrap();
+        let full = buf.into_inner();
+        assert!(decode_rgb(&full, &Limits::default()).is_ok());
+        let cut = &full[..full.len() * 2 / 3];
+        assert!(
+            matches!(decode_rgb(cut, &Limits::default()), Err(ImageError::Decode(m)) if m.contains("truncated"))
+        );
     }
 
     #[test]

@@ -61,7 +61,11 @@ fn error_counts(batch: &RecordBatch) -> HashMap<String, u64> {
     };
     for i in 0..batch.num_rows() {
         if status.value(i) == Status::Error.as_str() {
-            let k = if kind.is_valid(i) { kind.value(i) } else { "unknown" };
+            let k = if kind.is_valid(i) {
+                kind.value(i)
+            } else {
+                "unknown"
+            };
             *counts.entry(k.to_string()).or_insert(0) += 1;
         }
     }
@@ -104,14 +108,11 @@ impl Pipeline {
         let batch_cfg = plan.config.batch;
         let sd = shutdown.clone();
         let prog = progress.clone();
-        let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let intr = interrupted.clone();
         handles.push((
             "source".into(),
             tokio::task::spawn_blocking(move || {
                 loop {
                     if sd.is_stopping() {
-                        intr.store(true, Ordering::SeqCst);
                         break;
                     }
                     let t = Instant::now();
@@ -204,7 +205,9 @@ impl Pipeline {
                 }
                 prog.done.fetch_add(n, Ordering::Relaxed);
                 prog.failed.fetch_add(failed, Ordering::Relaxed);
-                sink_metrics.batch_seconds.observe(t.elapsed().as_secs_f64());
+                sink_metrics
+                    .batch_seconds
+                    .observe(t.elapsed().as_secs_f64());
                 sink_metrics.batches.inc();
                 sink_metrics.beat();
             }
@@ -246,7 +249,9 @@ impl Pipeline {
             failed: progress.failed.load(Ordering::Relaxed),
             skipped: progress.skipped.load(Ordering::Relaxed),
             files: commits.into_iter().map(|c| c.path).collect(),
-            interrupted: interrupted.load(Ordering::SeqCst),
+            // A stop request means the user cut the run short, even if the input
+            // happened to end (a pipe closed by the same Ctrl-C) meanwhile.
+            interrupted: shutdown.is_stopping(),
             seconds: started.elapsed().as_secs_f64(),
         })
     }

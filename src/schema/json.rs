@@ -43,7 +43,11 @@ fn type_name(t: &DataType) -> Result<String> {
         DataType::FixedSizeList(f, n) => {
             format!("fixed_size_list<{}, {n}>", type_name(f.data_type())?)
         }
-        other => return Err(Error::Config(format!("no JSON name for Arrow type {other}"))),
+        other => {
+            return Err(Error::Config(format!(
+                "no JSON name for Arrow type {other}"
+            )))
+        }
     })
 }
 
@@ -115,7 +119,9 @@ pub fn schema_from_json(text: &str) -> Result<Schema> {
         .collect::<Result<Vec<_>>>()?;
     Ok(Schema::new_with_metadata(
         fields,
-        doc.metadata.into_iter().collect::<std::collections::HashMap<_, _>>(),
+        doc.metadata
+            .into_iter()
+            .collect::<std::collections::HashMap<_, _>>(),
     ))
 }
 

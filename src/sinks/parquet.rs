@@ -15,8 +15,8 @@ use arrow::datatypes::{DataType, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::metadata::KeyValue;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use serde::Deserialize;
 
@@ -68,7 +68,12 @@ impl ParquetSinkConfig {
         Ok(())
     }
 
-    pub(crate) fn open(&self, dir: &Path, schema: SchemaRef, pipeline: &str) -> Result<ParquetSink> {
+    pub(crate) fn open(
+        &self,
+        dir: &Path,
+        schema: SchemaRef,
+        pipeline: &str,
+    ) -> Result<ParquetSink> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         remove_stale_temps(dir)?;
         let mut props = WriterProperties::builder()
@@ -77,7 +82,10 @@ impl ParquetSinkConfig {
             ))
             .set_max_row_group_bytes(Some(self.max_row_group_bytes))
             .set_key_value_metadata(Some(vec![
-                KeyValue::new("capstream.version".into(), env!("CARGO_PKG_VERSION").to_string()),
+                KeyValue::new(
+                    "capstream.version".into(),
+                    env!("CARGO_PKG_VERSION").to_string(),
+                ),
                 KeyValue::new("capstream.pipeline".into(), pipeline.to_string()),
                 KeyValue::new(META_SCHEMA_VERSION.into(), SCHEMA_VERSION.to_string()),
             ]))
@@ -109,7 +117,12 @@ fn run_id() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    format!("{}{:09}-{}", now.as_secs(), now.subsec_nanos(), std::process::id())
+    format!(
+        "{}{:03}-{}",
+        now.as_secs(),
+        now.subsec_millis(),
+        std::process::id()
+    )
 }
 
 fn remove_stale_temps(dir: &Path) -> Result<()> {

@@ -59,35 +59,35 @@ fn default_max_file_bytes() -> u64 {
 impl FilesSourceConfig {
     pub(crate) fn validate(&self) -> Result<()> {
         if self.max_file_bytes == 0 {
-            return Err(Error::Config("[source] max_file_bytes must be at least 1".into()));
+            return Err(Error::Config(
+                "[source] max_file_bytes must be at least 1".into(),
+            ));
         }
         Ok(())
     }
 
-    pub(crate) fn open(&self, input: &SourceInput, skip: Arc<HashSet<String>>) -> Result<FilesSource> {
-        let paths = match input {
-            SourceInput::Stdin => std::io::stdin()
-                .lock()
-                .lines()
-                .map(|l| l.map_err(|e| Error::io("<stdin>", e)))
-                .filter_map(|l| match l {
-                    Ok(l) if l.trim().is_empty() => None,
-                    Ok(l) => Some(Ok(PathBuf::from(l.trim()))),
-                    Err(e) => Some(Err(e)),
-                })
-                .collect::<Result<Vec<_>>>()?,
+    pub(crate) fn open(
+        &self,
+        input: &SourceInput,
+        skip: Arc<HashSet<String>>,
+    ) -> Result<FilesSource> {
+        let (paths, stdin) = match input {
+            // Paths on stdin are read as they arrive, so `find … | capstream run` streams.
+            SourceInput::Stdin => (Vec::new(), Some(std::io::BufReader::new(std::io::stdin()))),
             SourceInput::Path(p) => {
                 let exts: Vec<String> = self.extensions.iter().map(|e| e.to_lowercase()).collect();
-                expand(p, self.recursive, |path: &Path| {
+                let paths = expand(p, self.recursive, |path: &Path| {
                     path.extension()
                         .and_then(|e| e.to_str())
                         .is_some_and(|e| exts.contains(&e.to_lowercase()))
-                })?
+                })?;
+                (paths, None)
             }
         };
         Ok(FilesSource {
             cfg: self.clone(),
             paths,
+            stdin,
             next: 0,
             skip,
             skipped: 0,
@@ -100,6 +100,7 @@ impl FilesSourceConfig {
 pub struct FilesSource {
     cfg: FilesSourceConfig,
     paths: Vec<PathBuf>,
+    stdin: Option<std::io::BufReader<std::io::Stdin>>,
     next: usize,
     skip: Arc<HashSet<String>>,
     skipped: u64,
@@ -107,6 +108,29 @@ pub struct FilesSource {
 }
 
 impl FilesSource {
+    fn next_path(&mut self) -> Result<Option<PathBuf>> {
+        if let Some(stdin) = self.stdin.as_mut() {
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if stdin
+                    .read_line(&mut line)
+                    .map_err(|e| Error::io("<stdin>", e))?
+                    == 0
+                {
+                    return Ok(None);
+                }
+                let l = line.trim_end_matches(['\n', '\r']);
+                if !l.trim().is_empty() {
+                    return Ok(Some(PathBuf::from(l)));
+                }
+            }
+        }
+        let p = self.paths.get(self.next).cloned();
+        self.next += 1;
+        Ok(p)
+    }
+
     /// Reads one file into the builder, or counts it as skipped.
     fn read_one(&mut self, path: &Path) {
         let uri = path.display().to_string();
@@ -119,7 +143,9 @@ impl FilesSource {
             }
             let mut buf = Vec::with_capacity(len as usize);
             // Read one byte past the limit in case the file grew since `metadata`.
-            f.by_ref().take(self.cfg.max_file_bytes + 1).read_to_end(&mut buf)?;
+            f.by_ref()
+                .take(self.cfg.max_file_bytes + 1)
+                .read_to_end(&mut buf)?;
             if buf.len() as u64 > self.cfg.max_file_bytes {
                 return Ok(Err(buf.len() as u64));
             }
@@ -160,16 +186,12 @@ impl FilesSource {
 
 impl Source for FilesSource {
     fn total(&self) -> Option<u64> {
-        Some(self.paths.len() as u64)
+        self.stdin.is_none().then_some(self.paths.len() as u64)
     }
 
     fn next_batch(&mut self, max_rows: usize, max_bytes: usize) -> Result<Option<RecordBatch>> {
-        while self.next < self.paths.len()
-            && self.builder.rows() < max_rows
-            && self.builder.bytes() < max_bytes
-        {
-            let path = self.paths[self.next].clone();
-            self.next += 1;
+        while self.builder.rows() < max_rows && self.builder.bytes() < max_bytes {
+            let Some(path) = self.next_path()? else { break };
             self.read_one(&path);
         }
         if self.builder.rows() == 0 {

@@ -71,7 +71,11 @@ impl SourceConfig {
     }
 
     /// Opens the source over `input`, skipping ids in `skip`.
-    pub fn build(&self, input: &SourceInput, skip: Arc<HashSet<String>>) -> Result<Box<dyn Source>> {
+    pub fn build(
+        &self,
+        input: &SourceInput,
+        skip: Arc<HashSet<String>>,
+    ) -> Result<Box<dyn Source>> {
         Ok(match self {
             SourceConfig::Files(c) => Box::new(c.open(input, skip)?),
             SourceConfig::Parquet(c) => Box::new(c.open(input, skip)?),
@@ -87,7 +91,11 @@ pub fn content_id(bytes: &[u8]) -> String {
 }
 
 /// Expands a path argument: a glob pattern, a folder (walked), or one file.
-fn expand(input: &str, recursive: bool, keep: impl Fn(&std::path::Path) -> bool) -> Result<Vec<std::path::PathBuf>> {
+fn expand(
+    input: &str,
+    recursive: bool,
+    keep: impl Fn(&std::path::Path) -> bool,
+) -> Result<Vec<std::path::PathBuf>> {
     use crate::error::Error;
     let path = std::path::Path::new(input);
     let mut out = Vec::new();
@@ -95,7 +103,9 @@ fn expand(input: &str, recursive: bool, keep: impl Fn(&std::path::Path) -> bool)
         let paths = glob::glob(input)
             .map_err(|e| Error::Config(format!("bad glob pattern {input:?}: {e}")))?;
         for p in paths {
-            let p = p.map_err(|e| Error::io(e.path().to_path_buf(), std::io::Error::other(e.to_string())))?;
+            let p = p.map_err(|e| {
+                Error::io(e.path().to_path_buf(), std::io::Error::other(e.to_string()))
+            })?;
             if p.is_file() && keep(&p) {
                 out.push(p);
             }
@@ -118,7 +128,10 @@ fn expand(input: &str, recursive: bool, keep: impl Fn(&std::path::Path) -> bool)
     } else {
         return Err(Error::io(
             path,
-            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file, folder or glob match"),
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no such file, folder or glob match",
+            ),
         ));
     }
     out.sort();

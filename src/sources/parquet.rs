@@ -55,12 +55,18 @@ fn default_max_bytes() -> usize {
 impl ParquetSourceConfig {
     pub(crate) fn validate(&self) -> Result<()> {
         if self.max_image_bytes == 0 {
-            return Err(Error::Config("[source] max_image_bytes must be at least 1".into()));
+            return Err(Error::Config(
+                "[source] max_image_bytes must be at least 1".into(),
+            ));
         }
         Ok(())
     }
 
-    pub(crate) fn open(&self, input: &SourceInput, skip: Arc<HashSet<String>>) -> Result<ParquetSource> {
+    pub(crate) fn open(
+        &self,
+        input: &SourceInput,
+        skip: Arc<HashSet<String>>,
+    ) -> Result<ParquetSource> {
         let SourceInput::Path(p) = input else {
             return Err(Error::Config(
                 "the parquet source reads files, folders or globs, not stdin".into(),
@@ -73,7 +79,11 @@ impl ParquetSourceConfig {
         for f in &files {
             let file = std::fs::File::open(f).map_err(|e| Error::io(f, e))?;
             let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
-            if builder.schema().field_with_name(&self.image_column).is_err() {
+            if builder
+                .schema()
+                .field_with_name(&self.image_column)
+                .is_err()
+            {
                 return Err(Error::Config(format!(
                     "{}: no image column {:?} (set image_column in [source])",
                     f.display(),
@@ -163,7 +173,9 @@ impl ParquetSource {
         let cur = self.current.as_mut().expect("a file is open");
         let (batch, start) = cur.batch.as_ref().expect("a batch is loaded");
         let ids = column_as(batch, &self.cfg.id_column, &DataType::Utf8)?;
-        let ids = ids.as_ref().and_then(|a| a.as_any().downcast_ref::<StringArray>());
+        let ids = ids
+            .as_ref()
+            .and_then(|a| a.as_any().downcast_ref::<StringArray>());
         let images = column_as(batch, &self.cfg.image_column, &DataType::Binary)?
             .ok_or_else(|| Error::Config(format!("no image column {:?}", self.cfg.image_column)))?;
         let images = images
@@ -171,9 +183,13 @@ impl ParquetSource {
             .downcast_ref::<BinaryArray>()
             .expect("cast to Binary");
         let refs = column_as(batch, &self.cfg.references_column, &references_type())?;
-        let refs = refs.as_ref().and_then(|a| a.as_any().downcast_ref::<ListArray>());
+        let refs = refs
+            .as_ref()
+            .and_then(|a| a.as_any().downcast_ref::<ListArray>());
         let audio = column_as(batch, &self.cfg.audio_column, &DataType::Binary)?;
-        let audio = audio.as_ref().and_then(|a| a.as_any().downcast_ref::<BinaryArray>());
+        let audio = audio
+            .as_ref()
+            .and_then(|a| a.as_any().downcast_ref::<BinaryArray>());
 
         let n = batch.num_rows();
         let mut i = *start;
@@ -191,8 +207,14 @@ impl ParquetSource {
             }
             let references: Option<Vec<String>> = refs.filter(|r| r.is_valid(i - 1)).map(|r| {
                 let v = r.value(i - 1);
-                let s = v.as_any().downcast_ref::<StringArray>().expect("cast to List<Utf8>");
-                (0..s.len()).filter(|&j| s.is_valid(j)).map(|j| s.value(j).to_string()).collect()
+                let s = v
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .expect("cast to List<Utf8>");
+                (0..s.len())
+                    .filter(|&j| s.is_valid(j))
+                    .map(|j| s.value(j).to_string())
+                    .collect()
             });
             let audio = audio.filter(|a| a.is_valid(i - 1)).map(|a| a.value(i - 1));
             let outcome = match image {
@@ -210,7 +232,8 @@ impl ParquetSource {
                 )),
                 Some(b) => Ok(b),
             };
-            self.builder.push(&id, Some(&uri), references.as_deref(), audio, outcome);
+            self.builder
+                .push(&id, Some(&uri), references.as_deref(), audio, outcome);
         }
         if i >= n {
             cur.row += n;

@@ -9,8 +9,8 @@ mod server;
 pub use server::serve;
 
 use prometheus::{
-    exponential_buckets, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec,
-    IntGaugeVec, Opts, Registry,
+    exponential_buckets, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec,
+    Opts, Registry,
 };
 
 /// Metric and label names.
@@ -131,7 +131,10 @@ impl Metrics {
             .register(Box::new(batch_rows.clone()))
             .expect("unique name");
         let channel_depth = IntGaugeVec::new(
-            opts(CHANNEL_DEPTH, "Batches waiting in the channel in front of a stage."),
+            opts(
+                CHANNEL_DEPTH,
+                "Batches waiting in the channel in front of a stage.",
+            ),
             stage,
         )
         .expect("valid metric");
@@ -147,8 +150,7 @@ impl Metrics {
             .register(Box::new(heartbeat.clone()))
             .expect("unique name");
         let start = Gauge::with_opts(
-            opts(START_TIME, "Unix time the run started.")
-                .const_label(LABEL_PIPELINE, pipeline),
+            opts(START_TIME, "Unix time the run started.").const_label(LABEL_PIPELINE, pipeline),
         )
         .expect("valid metric");
         start.set(unix_now());
@@ -268,9 +270,8 @@ mod tests {
         s.failed("decode", 1);
         s.batch_seconds.observe(0.2);
         let text = m.render();
-        assert!(text.contains(
-            "capstream_stage_records_in_total{pipeline=\"p\",stage=\"decode_image\"} 3"
-        ));
+        assert!(text
+            .contains("capstream_stage_records_in_total{pipeline=\"p\",stage=\"decode_image\"} 3"));
         assert!(text.contains(
             "capstream_stage_records_failed_total{pipeline=\"p\",reason=\"decode\",stage=\"decode_image\"} 1"
         ));

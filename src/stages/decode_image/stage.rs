@@ -1,7 +1,9 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, BinaryArray, BinaryBuilder, RecordBatch, StringArray, UInt32Builder};
+use arrow::array::{
+    Array, ArrayRef, BinaryArray, BinaryBuilder, RecordBatch, StringArray, UInt32Builder,
+};
 
 use super::DecodeImageConfig;
 use crate::error::{Error, Result};
@@ -76,7 +78,9 @@ impl Stage for DecodeImage {
                 let bytes = images.value(i);
                 let (limits, size, resizer) = (&self.limits, self.size, &mut self.resizer);
                 // A decoder bug on hostile bytes must cost one row, not the stream.
-                let r = catch_unwind(AssertUnwindSafe(|| prepare(bytes, limits, size, size, resizer)));
+                let r = catch_unwind(AssertUnwindSafe(|| {
+                    prepare(bytes, limits, size, size, resizer)
+                }));
                 Some(match r {
                     Ok(Ok(p)) => Ok(p),
                     Ok(Err(e)) => Err(row_error(&e, ids.value(i), uri)),

@@ -19,7 +19,10 @@ fn cfg(size: u32) -> DecodeImageConfig {
 
 #[test]
 fn every_row_comes_out_with_its_outcome() {
-    let png = encode(DynamicImage::ImageRgb8(image::RgbImage::new(50, 20)), ImageFormat::Png);
+    let png = encode(
+        DynamicImage::ImageRgb8(image::RgbImage::new(50, 20)),
+        ImageFormat::Png,
+    );
     let mut b = EnvelopeBuilder::new();
     b.push("good", Some("a.png"), None, None, Ok(&png));
     b.push("text", Some("b.png"), None, None, Ok(b"not an image"));
@@ -30,7 +33,13 @@ fn every_row_comes_out_with_its_outcome() {
         None,
         Err(RowError::new(ErrorKind::Io, "record failed-before: gone")),
     );
-    b.push("trunc", Some("c.png"), None, None, Ok(&png[..png.len() / 2]));
+    b.push(
+        "trunc",
+        Some("c.png"),
+        None,
+        None,
+        Ok(&png[..png.len() / 2]),
+    );
     let batch = b.finish().unwrap();
 
     let mut stage = DecodeImage::new(&cfg(32));
@@ -48,7 +57,11 @@ fn every_row_comes_out_with_its_outcome() {
     assert_eq!(kinds.value(3), "decode");
     let msgs = o.column_by_name("error").unwrap();
     let msgs = msgs.as_any().downcast_ref::<StringArray>().unwrap();
-    assert!(msgs.value(1).starts_with("record text (b.png):"), "{}", msgs.value(1));
+    assert!(
+        msgs.value(1).starts_with("record text (b.png):"),
+        "{}",
+        msgs.value(1)
+    );
     let pixels = o.column_by_name("pixels").unwrap();
     let pixels = pixels.as_any().downcast_ref::<BinaryArray>().unwrap();
     assert_eq!(pixels.value(0).len(), 32 * 32 * 3);

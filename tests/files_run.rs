@@ -1,0 +1,128 @@
+//! A folder of good and bad images: exactly one output row per input file.
+
+use arrow::array::{Array, BinaryArray, UInt32Array};
+
+use crate::util::{capstream, outcomes, read_output, repo};
+
+#[test]
+fn bad_inputs_become_error_rows_and_nothing_vanishes() {
+    let input = repo().join("tests/fixtures/images");
+    let out = tempfile::tempdir().unwrap();
+    let res = capstream(&[
+        "run",
+        "--pipeline",
+        repo().join("pipelines/default.toml").to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.path().to_str().unwrap(),
+        "--no-progress",
+    ]);
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    assert!(
+        stdout.starts_with("done: 8 rows (4 ok, 4 errors"),
+        "{stdout}"
+    );
+
+    let batches = read_output(out.path());
+    let got = outcomes(&batches);
+    let want: [(&str, Option<&str>); 8] = [
+        ("good.jpg", None),
+        ("good.png", None),
+        ("cmyk.jpg", None),
+        ("rgba16.png", None),
+        ("truncated.jpg", Some("decode")),
+        ("not-an-image.png", Some("unsupported_format")),
+        ("empty.jpg", Some("empty")),
+        ("bomb.png", Some("too_large")),
+    ];
+    assert_eq!(got.len(), want.len(), "one row per input: {got:?}");
+    for (name, kind) in want {
+        let (status, k, msg) = &got[name];
+        assert_eq!(k.as_deref(), kind, "{name}: {msg:?}");
+        assert_eq!(
+            status,
+            if kind.is_some() { "error" } else { "ok" },
+            "{name}"
+        );
+        if kind.is_some() {
+            let msg = msg.as_deref().unwrap();
+            assert!(
+                msg.starts_with("record ") && msg.contains(name),
+                "{name}: {msg}"
+            );
+        }
+    }
+    assert!(got["bomb.png"]
+        .2
+        .as_deref()
+        .unwrap()
+        .contains("20000x20000"));
+
+    // Good rows carry the model-size image; error rows carry none.
+    for b in &batches {
+        let st = crate::util::strings(b, "status");
+        let px = b.column_by_name("pixels").unwrap();
+        let px = px.as_any().downcast_ref::<BinaryArray>().unwrap();
+        let pw = b.column_by_name("pixels_width").unwrap();
+        let pw = pw.as_any().downcast_ref::<UInt32Array>().unwrap();
+        for (i, status) in st.iter().enumerate() {
+            if status.as_deref() == Some("ok") {
+                assert_eq!(px.value(i).len(), 384 * 384 * 3);
+                assert_eq!(pw.value(i), 384);
+            } else {
+                assert!(px.is_null(i) && pw.is_null(i));
+            }
+        }
+    }
+}
+
+#[test]
+fn output_folder_with_committed_files_needs_resume() {
+    let input = repo().join("tests/fixtures/images/good.png");
+    let out = tempfile::tempdir().unwrap();
+    let args = |resume: bool| {
+        let mut a = vec![
+            "run",
+            "--pipeline",
+            "pipelines/default.toml",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.path().to_str().unwrap(),
+            "--no-progress",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+        a[2] = repo().join("pipelines/default.toml").display().to_string();
+        if resume {
+            a.push("--resume".into());
+        }
+        a
+    };
+    let run = |resume| {
+        let a = args(resume);
+        capstream(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    assert!(run(false).status.success());
+    let again = run(false);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
+    let resumed = run(true);
+    assert!(resumed.status.success());
+    assert!(String::from_utf8_lossy(&resumed.stdout)
+        .starts_with("done: 0 rows (0 ok, 0 errors, 1 skipped"));
+    assert_eq!(
+        read_output(out.path())
+            .iter()
+            .map(|b| b.num_rows())
+            .sum::<usize>(),
+        1
+    );
+}

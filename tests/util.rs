@@ -1,0 +1,154 @@
+//! Shared helpers for the integration tests.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use arrow::array::{Array, RecordBatch, StringArray};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_capstream");
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs `capstream ARGS` to completion.
+pub fn capstream(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run capstream")
+}
+
+/// Writes a pipeline file into `dir` and returns its path.
+pub fn pipeline(dir: &Path, text: &str) -> PathBuf {
+    let p = dir.join("pipeline.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// Committed part files of an output folder, sorted.
+pub fn parts(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().to_string();
+            n.starts_with("part-") && n.ends_with(".parquet")
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Every batch of every committed part file.
+pub fn read_output(dir: &Path) -> Vec<RecordBatch> {
+    parts(dir)
+        .iter()
+        .flat_map(|p| {
+            let f = std::fs::File::open(p).unwrap();
+            ParquetRecordBatchReaderBuilder::try_new(f)
+                .unwrap()
+                .build()
+                .unwrap()
+                .map(|b| b.unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+pub fn strings(batch: &RecordBatch, col: &str) -> Vec<Option<String>> {
+    let a = batch.column_by_name(col).unwrap();
+    let a = a.as_any().downcast_ref::<StringArray>().unwrap();
+    (0..a.len())
+        .map(|i| a.is_valid(i).then(|| a.value(i).to_string()))
+        .collect()
+}
+
+/// `uri` (file name only) → (status, error_kind, error) for every output row.
+pub fn outcomes(
+    batches: &[RecordBatch],
+) -> HashMap<String, (String, Option<String>, Option<String>)> {
+    let mut m = HashMap::new();
+    for b in batches {
+        let uri = strings(b, "uri");
+        let status = strings(b, "status");
+        let kind = strings(b, "error_kind");
+        let err = strings(b, "error");
+        for i in 0..b.num_rows() {
+            let name = Path::new(uri[i].as_deref().unwrap())
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .to_string();
+            let prev = m.insert(
+                name.clone(),
+                (status[i].clone().unwrap(), kind[i].clone(), err[i].clone()),
+            );
+            assert!(prev.is_none(), "two rows for {name}");
+        }
+    }
+    m
+}
+
+/// All ids of all rows.
+pub fn ids(batches: &[RecordBatch]) -> Vec<String> {
+    batches
+        .iter()
+        .flat_map(|b| strings(b, "id").into_iter().map(|s| s.unwrap()))
+        .collect()
+}
+
+/// Writes `n` distinct small JPEGs into `dir`.
+pub fn write_images(dir: &Path, n: usize, w: u32, h: u32) -> Vec<PathBuf> {
+    std::fs::create_dir_all(dir).unwrap();
+    (0..n)
+        .map(|k| {
+            let img = image::RgbImage::from_fn(w, h, |x, y| {
+                image::Rgb([
+                    (x * 7 + k as u32) as u8,
+                    (y * 3 + 2 * k as u32) as u8,
+                    (k * 13) as u8,
+                ])
+            });
+            let p = dir.join(format!("img{k:04}.jpg"));
+            img.save(&p).unwrap();
+            p
+        })
+        .collect()
+}
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A plain HTTP GET on loopback; returns the body.
+pub fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
+/// Waits up to `secs` for `cond`, polling.
+pub fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    false
+}
