@@ -31,6 +31,10 @@ pub struct ParquetSinkConfig {
     /// zstd level, 1–22.
     #[serde(default = "default_level")]
     pub zstd_level: i32,
+    /// zstd level for binary columns (image and audio bytes): raw pixels gain little
+    /// from higher levels and cost the most time.
+    #[serde(default = "default_binary_level")]
+    pub binary_zstd_level: i32,
     /// A row group is closed once its buffered data reaches this many bytes.
     #[serde(default = "default_row_group_bytes")]
     pub max_row_group_bytes: usize,
@@ -44,6 +48,9 @@ pub struct ParquetSinkConfig {
 
 fn default_level() -> i32 {
     3
+}
+fn default_binary_level() -> i32 {
+    1
 }
 fn default_row_group_bytes() -> usize {
     64 << 20
@@ -59,6 +66,8 @@ impl ParquetSinkConfig {
     pub(crate) fn validate(&self) -> Result<()> {
         ZstdLevel::try_new(self.zstd_level)
             .map_err(|e| Error::Config(format!("[sink] zstd_level: {e}")))?;
+        ZstdLevel::try_new(self.binary_zstd_level)
+            .map_err(|e| Error::Config(format!("[sink] binary_zstd_level: {e}")))?;
         if self.max_row_group_bytes == 0 || self.max_file_rows == 0 || self.max_file_bytes == 0 {
             return Err(Error::Config(
                 "[sink] max_row_group_bytes, max_file_rows and max_file_bytes must be at least 1"
@@ -96,6 +105,12 @@ impl ParquetSinkConfig {
             if matches!(f.data_type(), DataType::Binary | DataType::LargeBinary) {
                 let col = ColumnPath::from(f.name().as_str());
                 props = props
+                    .set_column_compression(
+                        col.clone(),
+                        Compression::ZSTD(
+                            ZstdLevel::try_new(self.binary_zstd_level).expect("validated"),
+                        ),
+                    )
                     .set_column_dictionary_enabled(col.clone(), false)
                     .set_column_statistics_enabled(col, EnabledStatistics::None);
             }
