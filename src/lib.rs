@@ -12,6 +12,7 @@
 //! - [`schema`]: column names, edge schemas (mirrored by `schemas/*.json`) and the
 //!   record envelope (`id`, `status`, `error_kind`, `error`).
 //! - [`imaging`]: pure image decoding and BLIP preprocessing.
+//! - [`models`]: BLIP on libtorch (`tch`), weights loading, devices; pure.
 //! - [`telemetry`]: Prometheus metric names, registry and `/metrics`.
 //! - [`error`]: the one error type.
 //!
@@ -26,6 +27,7 @@
 pub mod config;
 pub mod error;
 pub mod imaging;
+pub mod models;
 pub mod pipeline;
 pub mod schema;
 pub mod sinks;

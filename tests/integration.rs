@@ -7,10 +7,12 @@
 //! - `backfill`: Parquet in, Parquet out, references passing through.
 //! - `interrupt_resume`: SIGINT midway, then `--resume`: every id exactly once.
 //! - `metrics`: `/metrics` scraped during a run shows counters moving.
+//! - `blip_parity`: BLIP against transformers on tiny random checkpoints.
 
 mod util;
 
 mod backfill;
+mod blip_parity;
 mod definitions;
 mod files_run;
 mod interrupt_resume;

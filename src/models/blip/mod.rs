@@ -1,0 +1,259 @@
+//! `BlipForConditionalGeneration` on libtorch, loading Hugging Face checkpoints as is.
+//!
+//! Based on "BLIP: Bootstrapping Language-Image Pre-training" (Li et al., 2022) as
+//! implemented by transformers (`models/blip/modeling_blip.py`, `modeling_blip_text.py`).
+//! Parameter paths equal the checkpoint's names (`vision_model.encoder.layers.0…`,
+//! `text_decoder.bert.encoder.layer.0…`), so `model.safetensors` loads by name.
+//! Outputs match transformers token for token (see `tests/blip_parity.rs`).
+
+pub mod config;
+pub mod generation;
+pub mod text;
+pub mod tokenizer;
+pub mod vision;
+
+pub use config::{Config, TextConfig, VisionConfig};
+pub use generation::{EarlyStopping, GenerationConfig, SpecialIds};
+pub use tokenizer::BlipTokenizer;
+
+use std::path::Path;
+
+use tch::{nn, Device, Kind, Tensor};
+
+use crate::error::{Error, Result};
+use crate::imaging::{normalize_chw, CLIP_MEAN, CLIP_STD};
+use text::TextLMHeadModel;
+use vision::VisionModel;
+
+/// The captioning model: a vision tower and a text decoder.
+#[derive(Debug)]
+pub struct BlipForConditionalGeneration {
+    vs: nn::VarStore,
+    config: Config,
+    vision_model: VisionModel,
+    text_decoder: TextLMHeadModel,
+}
+
+impl BlipForConditionalGeneration {
+    /// Builds the model for `cfg` and loads `weights` (`model.safetensors` or
+    /// `pytorch_model.bin`) onto `device` in f32.
+    pub fn new(cfg: &Config, weights: &Path, device: Device) -> Result<Self> {
+        let vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let vision_model = VisionModel::new(&root / "vision_model", &cfg.vision_config);
+        let text_decoder = TextLMHeadModel::new(
+            &root / "text_decoder",
+            &cfg.text_config,
+            cfg.encoder_hidden_size(),
+        );
+        crate::models::weights::load(&vs, weights)?;
+        let mut model = BlipForConditionalGeneration {
+            vs,
+            config: cfg.clone(),
+            vision_model,
+            text_decoder,
+        };
+        model.vs.freeze();
+        Ok(model)
+    }
+
+    /// Casts the parameters (f16/bf16 on CUDA).
+    pub fn set_kind(&mut self, kind: Kind) {
+        self.vs.set_kind(kind);
+    }
+
+    /// The parameters' kind.
+    pub fn kind(&self) -> Kind {
+        self.vs
+            .trainable_variables()
+            .first()
+            .or(self.vs.variables().values().next())
+            .map_or(Kind::Float, Tensor::kind)
+    }
+
+    /// The device the parameters live on.
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    /// The completed `config.json`.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The variables, for training.
+    pub fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+
+    /// The vision tower.
+    pub fn vision_model(&self) -> &VisionModel {
+        &self.vision_model
+    }
+
+    /// The text decoder.
+    pub fn text_decoder(&self) -> &TextLMHeadModel {
+        &self.text_decoder
+    }
+}
+
+/// One caption of one image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Caption {
+    /// Decoded text, special tokens skipped (the prompt kept, as transformers does,
+    /// unless the captioner strips it as original BLIP does).
+    pub text: String,
+    /// Exactly what transformers' `generate` returns: `[DEC]`, prompt, new tokens,
+    /// `[SEP]` when generated.
+    pub token_ids: Vec<i64>,
+}
+
+/// What the captioner returns for one image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageCaptions {
+    /// `num_return_sequences` captions, best first.
+    pub captions: Vec<Caption>,
+    /// The pooled image embedding (`pooler_output`: `post_layernorm` of the class
+    /// token), the input of the neural audio generator.
+    pub embedding: Vec<f32>,
+}
+
+/// A loaded checkpoint folder: model, tokenizer and special ids.
+#[derive(Debug)]
+pub struct Captioner {
+    model: BlipForConditionalGeneration,
+    tokenizer: BlipTokenizer,
+    ids: SpecialIds,
+    bos: i64,
+}
+
+impl Captioner {
+    /// Loads `config.json`, the weights and the tokenizer of a checkpoint folder.
+    pub fn from_dir(dir: &Path, device: Device, kind: Kind) -> Result<Self> {
+        let cfg = Config::from_file(&dir.join("config.json"))?;
+        let weights = crate::models::weights::find_weights(dir)?;
+        let mut model = BlipForConditionalGeneration::new(&cfg, &weights, device)?;
+        if kind != Kind::Float {
+            model.set_kind(kind);
+        }
+        let tokenizer = BlipTokenizer::from_dir(dir)?;
+        let t = &cfg.text_config;
+        let vocab = t.vocab_size as i64;
+        for (what, id) in [
+            ("bos", t.bos_token_id),
+            ("sep", t.sep_token_id),
+            ("pad", t.pad_token_id),
+        ] {
+            if !(0..vocab).contains(&id) {
+                return Err(Error::Model {
+                    path: dir.to_path_buf(),
+                    message: format!("{what}_token_id {id} is outside the vocabulary of {vocab}"),
+                });
+            }
+        }
+        Ok(Captioner {
+            ids: SpecialIds {
+                sep: t.sep_token_id,
+                pad: t.pad_token_id,
+            },
+            bos: t.bos_token_id,
+            model,
+            tokenizer,
+        })
+    }
+
+    /// The model.
+    pub fn model(&self) -> &BlipForConditionalGeneration {
+        &self.model
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &BlipTokenizer {
+        &self.tokenizer
+    }
+
+    /// Side of the square input the model expects.
+    pub fn image_size(&self) -> u32 {
+        self.model.config.vision_config.image_size as u32
+    }
+
+    /// Normalized `[B, 3, S, S]` pixels from 8-bit RGB images at model size.
+    pub fn pixels(&self, images: &[&[u8]]) -> Result<Tensor> {
+        let s = self.image_size() as usize;
+        let n = s * s * 3;
+        let mut buf = vec![0f32; images.len() * n];
+        for (img, out) in images.iter().zip(buf.chunks_exact_mut(n)) {
+            if img.len() != n {
+                return Err(Error::Config(format!(
+                    "image has {} bytes; the model needs {s}x{s} RGB ({n} bytes)",
+                    img.len()
+                )));
+            }
+            normalize_chw(img, CLIP_MEAN, CLIP_STD, out);
+        }
+        Ok(Tensor::from_slice(&buf)
+            .reshape([images.len() as i64, 3, s as i64, s as i64])
+            .to_device(self.model.device())
+            .to_kind(self.model.kind()))
+    }
+
+    /// `[DEC]` followed by the prompt's word pieces.
+    pub fn prompt_ids(&self, prompt: &str) -> Result<Vec<i64>> {
+        let mut ids = vec![self.bos];
+        ids.extend(self.tokenizer.encode(prompt)?);
+        Ok(ids)
+    }
+
+    /// Captions a batch of normalized images, each with its own prompt ("" for none).
+    /// With `strip_prompt`, the text holds only what was generated (original BLIP).
+    pub fn caption(
+        &self,
+        pixels: &Tensor,
+        prompts: &[&str],
+        gen: &GenerationConfig,
+        strip_prompt: bool,
+    ) -> Result<Vec<ImageCaptions>> {
+        let _guard = tch::no_grad_guard();
+        let prompt_ids = prompts
+            .iter()
+            .map(|p| self.prompt_ids(p))
+            .collect::<Result<Vec<_>>>()?;
+        let image_embeds = self.model.vision_model.forward(pixels);
+        let pooled = self
+            .model
+            .vision_model
+            .pooled(&image_embeds)
+            .to_kind(Kind::Float)
+            .to_device(Device::Cpu);
+        let seqs = generation::generate(
+            &self.model.text_decoder,
+            &image_embeds,
+            &prompt_ids,
+            gen,
+            self.ids,
+        )?;
+        let mut out = Vec::with_capacity(seqs.len());
+        for (i, (per_image, prompt)) in seqs.into_iter().zip(&prompt_ids).enumerate() {
+            let captions = per_image
+                .into_iter()
+                .map(|token_ids| {
+                    let shown = if strip_prompt {
+                        &token_ids[prompt.len()..]
+                    } else {
+                        &token_ids[..]
+                    };
+                    Ok(Caption {
+                        text: self.tokenizer.decode(shown)?,
+                        token_ids,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let embedding = Vec::<f32>::try_from(pooled.get(i as i64))?;
+            out.push(ImageCaptions {
+                captions,
+                embedding,
+            });
+        }
+        Ok(out)
+    }
+}
