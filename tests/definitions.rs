@@ -54,10 +54,11 @@ fn schema_files_equal_the_code() {
 }
 
 #[test]
-fn default_pipeline_ends_in_the_decoded_edge() {
+fn default_pipeline_ends_in_the_captioned_edge() {
     let cfg = PipelineConfig::load(&repo().join("pipelines/default.toml")).unwrap();
     let plan = Plan::new(cfg).unwrap();
-    assert_eq!(plan.output_schema(), Edge::Decoded.schema());
+    assert_eq!(plan.schemas[1], Edge::Decoded.schema());
+    assert_eq!(plan.output_schema(), Edge::Captioned.schema());
 }
 
 #[test]

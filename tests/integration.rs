@@ -8,11 +8,13 @@
 //! - `interrupt_resume`: SIGINT midway, then `--resume`: every id exactly once.
 //! - `metrics`: `/metrics` scraped during a run shows counters moving.
 //! - `blip_parity`: BLIP against transformers on tiny random checkpoints.
+//! - `caption_stage`: the caption stage in the default pipeline.
 
 mod util;
 
 mod backfill;
 mod blip_parity;
+mod caption_stage;
 mod definitions;
 mod files_run;
 mod interrupt_resume;

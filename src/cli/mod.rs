@@ -1,5 +1,6 @@
 //! Subcommands. Each file holds one command's arguments and its glue to the library.
 
+mod caption;
 mod doctor;
 mod run;
 
@@ -20,6 +21,8 @@ pub struct Cli {
 enum Command {
     /// Run a pipeline over an input and write Parquet to an output folder.
     Run(run::RunArgs),
+    /// Caption image files with a BLIP checkpoint.
+    Caption(caption::CaptionArgs),
     /// Parse and check pipeline files (keys, limits, stage schemas).
     Validate {
         /// Pipeline files.
@@ -69,6 +72,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor(args) => doctor::run(args),
+        Command::Caption(args) => caption::run(args),
     }
 }
 

@@ -36,6 +36,9 @@ pub struct RunArgs {
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9184).
     #[arg(long)]
     metrics_addr: Option<SocketAddr>,
+    /// Model folder for model stages, overriding the pipeline file.
+    #[arg(long)]
+    model: Option<PathBuf>,
     /// Never draw a progress bar, even on a terminal.
     #[arg(long)]
     no_progress: bool,
@@ -46,8 +49,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     super::init_logging(if show_bar { "warn" } else { "info" });
     let cfg = PipelineConfig::load(&args.pipeline)?;
     let name = cfg.name.clone();
-    let plan =
+    let mut plan =
         Plan::new(cfg).with_context(|| format!("pipeline file {}", args.pipeline.display()))?;
+    plan.model_override = args.model.clone();
 
     let existing = part_files(&args.output)?;
     let skip: HashSet<String> = if args.resume {

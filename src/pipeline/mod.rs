@@ -39,6 +39,11 @@ use crate::sources::{Source, SourceInput};
 pub struct BuildContext {
     /// The pipeline file's folder, for relative paths in it.
     pub base_dir: PathBuf,
+    /// A model folder given on the command line, overriding the pipeline file's.
+    pub model_override: Option<PathBuf>,
+    /// The caption model's input side, read from its `config.json` before any stage
+    /// is built, so that `decode_image` prepares images at the size the model needs.
+    pub model_image_size: Option<u32>,
 }
 
 /// A checked plan: the config with the schema of every edge computed.
@@ -48,6 +53,8 @@ pub struct Plan {
     pub config: PipelineConfig,
     /// `schemas[0]` is the source's output, `schemas[i + 1]` stage `i`'s output.
     pub schemas: Vec<SchemaRef>,
+    /// A model folder that overrides the pipeline file's (`--model`).
+    pub model_override: Option<PathBuf>,
 }
 
 impl Plan {
@@ -68,7 +75,11 @@ impl Plan {
             schemas.push(stage.output_schema(&input));
             upstream = stage.name().to_string();
         }
-        Ok(Plan { config, schemas })
+        Ok(Plan {
+            config,
+            schemas,
+            model_override: None,
+        })
     }
 
     /// The schema of the rows that reach the sink.
@@ -88,14 +99,20 @@ impl Plan {
             .config
             .sink
             .build(&output, self.output_schema(), &self.config.name)?;
-        let cx = BuildContext {
+        let mut cx = BuildContext {
             base_dir: self
                 .config
                 .path
                 .parent()
                 .map(|p| p.to_path_buf())
                 .unwrap_or_default(),
+            model_override: self.model_override.clone(),
+            model_image_size: None,
         };
+        if let Some(dir) = self.config.stages.iter().find_map(|s| s.model_dir(&cx)) {
+            let cfg = crate::models::blip::Config::from_file(&dir?.join("config.json"))?;
+            cx.model_image_size = Some(cfg.vision_config.image_size as u32);
+        }
         Ok(Pipeline {
             plan: self,
             source,

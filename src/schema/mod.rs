@@ -51,6 +51,14 @@ pub mod columns {
     pub const PIXELS_WIDTH: &str = "pixels_width";
     /// Height of `pixels`.
     pub const PIXELS_HEIGHT: &str = "pixels_height";
+    /// The generated caption (prompt kept unless the stage strips it).
+    pub const CAPTION: &str = "caption";
+    /// Exactly what transformers' `generate` returns for the image.
+    pub const CAPTION_TOKEN_IDS: &str = "caption_token_ids";
+    /// Which checkpoint captioned the row.
+    pub const CAPTION_MODEL: &str = "caption_model";
+    /// The pooled image embedding of the vision tower.
+    pub const IMAGE_EMBEDDING: &str = "image_embedding";
 }
 
 /// Schema-level metadata key holding the schema version.
@@ -67,17 +75,20 @@ pub enum Edge {
     Source,
     /// What `decode_image` emits: envelope plus the image at model size.
     Decoded,
+    /// What `caption` emits: the decoded row plus caption, token ids and embedding.
+    Captioned,
 }
 
 impl Edge {
     /// Every edge, in pipeline order.
-    pub const ALL: [Edge; 2] = [Edge::Source, Edge::Decoded];
+    pub const ALL: [Edge; 3] = [Edge::Source, Edge::Decoded, Edge::Captioned];
 
     /// The edge's stable name (also its file name under `schemas/`).
     pub fn name(self) -> &'static str {
         match self {
             Edge::Source => "source",
             Edge::Decoded => "decoded",
+            Edge::Captioned => "captioned",
         }
     }
 
@@ -94,6 +105,7 @@ impl Edge {
         let fields = match self {
             Edge::Source => source_fields(),
             Edge::Decoded => decoded_fields(),
+            Edge::Captioned => captioned_fields(),
         };
         with_edge_metadata(fields, self)
     }
@@ -153,6 +165,25 @@ fn decoded_fields() -> Vec<Field> {
         Field::new(columns::PIXELS, DataType::Binary, true),
         Field::new(columns::PIXELS_WIDTH, DataType::UInt32, true),
         Field::new(columns::PIXELS_HEIGHT, DataType::UInt32, true),
+    ]);
+    f
+}
+
+fn captioned_fields() -> Vec<Field> {
+    let mut f = decoded_fields();
+    f.extend([
+        Field::new(columns::CAPTION, DataType::Utf8, true),
+        Field::new(
+            columns::CAPTION_TOKEN_IDS,
+            DataType::List(Arc::new(Field::new("item", DataType::Int64, true))),
+            true,
+        ),
+        Field::new(columns::CAPTION_MODEL, DataType::Utf8, true),
+        Field::new(
+            columns::IMAGE_EMBEDDING,
+            DataType::List(Arc::new(Field::new("item", DataType::Float32, true))),
+            true,
+        ),
     ]);
     f
 }

@@ -3,6 +3,7 @@
 //! Adding a stage means: a folder here, one [`StageConfig`] variant and its match arms,
 //! its schema under `schemas/` and an example in `pipelines/`. The runtime never changes.
 
+pub mod caption;
 pub mod decode_image;
 
 use arrow::datatypes::SchemaRef;
@@ -18,6 +19,8 @@ use crate::pipeline::{BuildContext, Stage};
 pub enum StageConfig {
     /// Encoded bytes → the image at model size.
     DecodeImage(decode_image::DecodeImageConfig),
+    /// The image at model size → BLIP caption, token ids, image embedding.
+    Caption(caption::CaptionConfig),
 }
 
 impl StageConfig {
@@ -25,6 +28,7 @@ impl StageConfig {
     pub fn name(&self) -> &'static str {
         match self {
             StageConfig::DecodeImage(_) => decode_image::NAME,
+            StageConfig::Caption(_) => caption::NAME,
         }
     }
 
@@ -32,6 +36,7 @@ impl StageConfig {
     pub fn workers(&self) -> usize {
         match self {
             StageConfig::DecodeImage(c) => c.workers,
+            StageConfig::Caption(c) => c.workers,
         }
     }
 
@@ -39,6 +44,7 @@ impl StageConfig {
     pub fn batch(&self) -> Option<BatchConfig> {
         match self {
             StageConfig::DecodeImage(c) => c.batch,
+            StageConfig::Caption(c) => c.batch,
         }
     }
 
@@ -46,6 +52,7 @@ impl StageConfig {
     pub fn validate(&self) -> Result<()> {
         match self {
             StageConfig::DecodeImage(c) => c.validate(),
+            StageConfig::Caption(c) => c.validate(),
         }
     }
 
@@ -53,6 +60,7 @@ impl StageConfig {
     pub fn input_schema(&self) -> SchemaRef {
         match self {
             StageConfig::DecodeImage(_) => decode_image::input_schema(),
+            StageConfig::Caption(_) => caption::input_schema(),
         }
     }
 
@@ -60,13 +68,50 @@ impl StageConfig {
     pub fn output_schema(&self, _input: &SchemaRef) -> SchemaRef {
         match self {
             StageConfig::DecodeImage(_) => decode_image::output_schema(),
+            StageConfig::Caption(_) => caption::output_schema(),
+        }
+    }
+
+    /// The checkpoint folder of a model stage: `--model`, else the stage's `model`
+    /// relative to the pipeline file. `None` for stages without a model.
+    pub fn model_dir(&self, cx: &BuildContext) -> Option<Result<std::path::PathBuf>> {
+        match self {
+            StageConfig::Caption(c) => Some(self.model_path_of(c, cx)),
+            StageConfig::DecodeImage(_) => None,
+        }
+    }
+
+    fn model_path(&self, cx: &BuildContext) -> Result<std::path::PathBuf> {
+        self.model_dir(cx).unwrap_or_else(|| {
+            Err(crate::error::Error::Config(format!(
+                "{} has no model",
+                self.name()
+            )))
+        })
+    }
+
+    fn model_path_of(
+        &self,
+        c: &caption::CaptionConfig,
+        cx: &BuildContext,
+    ) -> Result<std::path::PathBuf> {
+        match (&cx.model_override, &c.model) {
+            (Some(m), _) => Ok(m.clone()),
+            (None, Some(m)) if m.is_absolute() => Ok(m.clone()),
+            (None, Some(m)) => Ok(cx.base_dir.join(m)),
+            (None, None) => Err(crate::error::Error::Config(
+                "caption: no model; set `model` in the stage or pass --model".into(),
+            )),
         }
     }
 
     /// Builds the runtime stage. Called on the thread that will run it.
-    pub fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Stage>> {
+    pub fn build(&self, cx: &BuildContext) -> Result<Box<dyn Stage>> {
         Ok(match self {
-            StageConfig::DecodeImage(c) => Box::new(decode_image::DecodeImage::new(c)),
+            StageConfig::DecodeImage(c) => {
+                Box::new(decode_image::DecodeImage::new(c, cx.model_image_size))
+            }
+            StageConfig::Caption(c) => Box::new(caption::Caption::new(c, self.model_path(cx)?)?),
         })
     }
 }

@@ -8,9 +8,10 @@ use crate::imaging::Limits;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DecodeImageConfig {
-    /// Side of the square model input, in pixels (BLIP: 384).
-    #[serde(default = "default_size")]
-    pub image_size: u32,
+    /// Side of the square model input, in pixels. Unset: the caption stage's model
+    /// decides (its `vision_config.image_size`), else 384 (BLIP base and large).
+    #[serde(default)]
+    pub image_size: Option<u32>,
     /// Largest accepted `width * height`; larger images become `too_large` rows
     /// without being decoded.
     #[serde(default = "default_max_pixels")]
@@ -26,9 +27,6 @@ pub struct DecodeImageConfig {
     pub batch: Option<BatchConfig>,
 }
 
-fn default_size() -> u32 {
-    384
-}
 fn default_max_pixels() -> u64 {
     Limits::default().max_pixels
 }
@@ -41,10 +39,9 @@ fn default_workers() -> usize {
 
 impl DecodeImageConfig {
     pub(crate) fn validate(&self) -> Result<()> {
-        if !(16..=4096).contains(&self.image_size) {
+        if let Some(size) = self.image_size.filter(|s| !(16..=4096).contains(s)) {
             return Err(Error::Config(format!(
-                "image_size = {} is outside 16..=4096",
-                self.image_size
+                "image_size = {size} is outside 16..=4096"
             )));
         }
         if self.max_pixels == 0 || self.max_encoded_bytes == 0 {

@@ -20,11 +20,11 @@ pub struct DecodeImage {
 }
 
 impl DecodeImage {
-    /// Builds the stage from its config.
-    pub fn new(cfg: &DecodeImageConfig) -> Self {
+    /// Builds the stage from its config; `model_size` is the caption model's input side.
+    pub fn new(cfg: &DecodeImageConfig, model_size: Option<u32>) -> Self {
         DecodeImage {
             limits: cfg.limits(),
-            size: cfg.image_size,
+            size: cfg.image_size.or(model_size).unwrap_or(384),
             resizer: BicubicResizer::new(),
         }
     }

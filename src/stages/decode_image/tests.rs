@@ -42,7 +42,7 @@ fn every_row_comes_out_with_its_outcome() {
     );
     let batch = b.finish().unwrap();
 
-    let mut stage = DecodeImage::new(&cfg(32));
+    let mut stage = DecodeImage::new(&cfg(32), None);
     let mut out = Vec::new();
     stage.process(batch, &mut out).unwrap();
     assert_eq!(out.len(), 1);

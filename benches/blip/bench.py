@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Helpers for benches/blip/bench.sh.
+
+  bench.py gen DIR [--count N] [--seed S]
+      Writes N deterministic synthetic PNGs into DIR (sizes around 384 px, mixed aspect
+      ratios, smooth blobs + gradients + shapes). Does nothing if DIR already holds them.
+
+  bench.py hf MODEL_DIR --batch-size B --out FILE [--runs R] [--max-new-tokens 20]
+              [--min-new-tokens 20] [--threads 2] IMAGES...
+      One process: loads BlipForConditionalGeneration + BlipProcessor (PIL image processor),
+      eval(), no_grad(), then times R runs of greedy generate over all IMAGES
+      (batch 1: one generate call per image; batch B > 1: chunks of B images per call).
+      Preprocessing of every run is inside the timed region (as capstream's is), model
+      load and imports are not. Writes FILE: one JSON object with the best run's seconds,
+      every run's seconds, load seconds, peak RSS (ru_maxrss) and per-image token ids
+      (from the last run; every run is checked to give the same ids).
+
+  bench.py compare CAPSTREAM_JSONL HF_JSON
+      Prints one JSON line comparing capstream's token_ids (per image, matched by path)
+      with the transformers ids: {"equal": n, "total": n, "details": [...]}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ASPECTS = [(384, 384), (480, 360), (360, 480), (512, 384), (400, 300), (384, 512), (640, 427), (300, 300)]
+
+
+def cmd_gen(args) -> int:
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    out = Path(args.dir)
+    names = [out / f"img{i:02d}.png" for i in range(args.count)]
+    if all(p.exists() for p in names):
+        print(f"{out}: {args.count} images already there", file=sys.stderr)
+        return 0
+    out.mkdir(parents=True, exist_ok=True)
+    for i, path in enumerate(names):
+        rng = np.random.default_rng(args.seed * 1000 + i)
+        w, h = ASPECTS[i % len(ASPECTS)]
+        field = rng.integers(0, 256, size=(max(2, h // 48), max(2, w // 48), 3), dtype=np.uint8)
+        base = np.asarray(Image.fromarray(field, "RGB").resize((w, h), Image.BICUBIC), dtype=np.float32)
+        gx = np.linspace(0, 1, w, dtype=np.float32)[None, :, None]
+        gy = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
+        c0, c1 = rng.uniform(0, 255, size=(2, 3)).astype(np.float32)
+        arr = base * 0.6 + (gx * c0 + gy * c1) * 0.4
+        img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
+        d = ImageDraw.Draw(img)
+        for _ in range(int(rng.integers(4, 12))):
+            x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
+            x1, y1 = x0 + int(rng.integers(10, w // 2)), y0 + int(rng.integers(10, h // 2))
+            color = tuple(int(v) for v in rng.integers(0, 256, size=3))
+            (d.rectangle if rng.integers(0, 2) else d.ellipse)([x0, y0, x1, y1], fill=color)
+        img.save(path, format="PNG")
+    print(f"wrote {args.count} images to {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_hf(args) -> int:
+    import resource
+
+    import numpy as np
+    import PIL
+    import torch
+    import transformers
+    from PIL import Image
+    from transformers import BlipForConditionalGeneration, BlipProcessor
+
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    model = BlipForConditionalGeneration.from_pretrained(args.model_dir).eval()
+    processor = BlipProcessor.from_pretrained(args.model_dir)
+    load_s = time.perf_counter() - t0
+    images = [str(p) for p in args.images]
+    gen = dict(max_new_tokens=args.max_new_tokens, min_new_tokens=args.min_new_tokens,
+               do_sample=False, num_beams=1)
+
+    def one_run():
+        ids = []
+        with torch.no_grad():
+            for k in range(0, len(images), args.batch_size):
+                chunk = images[k:k + args.batch_size]
+                pics = [Image.open(p).convert("RGB") for p in chunk]
+                inputs = processor(images=pics, return_tensors="pt")
+                out = model.generate(pixel_values=inputs["pixel_values"], **gen)
+                ids.extend(out.tolist())
+        return ids
+
+    times, ids_runs = [], []
+    for _ in range(args.runs):
+        t = time.perf_counter()
+        ids_runs.append(one_run())
+        times.append(time.perf_counter() - t)
+    stable = all(r == ids_runs[0] for r in ids_runs)
+    res = dict(
+        batch_size=args.batch_size, images=len(images), runs=[round(t, 3) for t in times],
+        best_s=round(min(times), 3), load_s=round(load_s, 3),
+        peak_rss_kib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        threads=torch.get_num_threads(), runs_stable=stable,
+        image_processor=type(processor.image_processor).__name__,
+        transformers=transformers.__version__, torch=torch.__version__,
+        pillow=PIL.__version__, numpy=np.__version__,
+        token_ids={p: i for p, i in zip(images, ids_runs[-1])},
+    )
+    Path(args.out).write_text(json.dumps(res) + "\n")
+    return 0
+
+
+def _strip(ids, bos=30522, pad=0):
+    """Drop the leading [DEC] and trailing padding so both sides compare on generated tokens."""
+    ids = list(ids)
+    if ids and ids[0] == bos:
+        ids = ids[1:]
+    while ids and ids[-1] == pad:
+        ids.pop()
+    return ids
+
+
+def cmd_compare(args) -> int:
+    cs = {}
+    for line in Path(args.capstream_jsonl).read_text().splitlines():
+        if line.strip():
+            obj = json.loads(line)
+            cs[obj["path"]] = obj
+    hf = json.loads(Path(args.hf_json).read_text())["token_ids"]
+    details, equal = [], 0
+    for path, hids in hf.items():
+        obj = cs.get(path)
+        if obj is None:  # capstream may print another spelling of the path
+            obj = next((o for p, o in cs.items() if os.path.basename(p) == os.path.basename(path)), None)
+        cids = obj.get("token_ids") if obj else None
+        ok = cids is not None and _strip(cids) == _strip(hids)
+        equal += ok
+        d = dict(image=os.path.basename(path), equal=ok, n_hf=len(_strip(hids)),
+                 n_capstream=len(_strip(cids)) if cids is not None else None)
+        if not ok:
+            d.update(hf=hids, capstream=cids)
+        details.append(d)
+    print(json.dumps(dict(equal=equal, total=len(hf), details=details)))
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    g = sub.add_parser("gen")
+    g.add_argument("dir")
+    g.add_argument("--count", type=int, default=8)
+    g.add_argument("--seed", type=int, default=0)
+    h = sub.add_parser("hf")
+    h.add_argument("model_dir")
+    h.add_argument("images", nargs="+")
+    h.add_argument("--batch-size", type=int, required=True)
+    h.add_argument("--out", required=True)
+    h.add_argument("--runs", type=int, default=1)
+    h.add_argument("--threads", type=int, default=2)
+    h.add_argument("--max-new-tokens", type=int, default=20)
+    h.add_argument("--min-new-tokens", type=int, default=20)
+    c = sub.add_parser("compare")
+    c.add_argument("capstream_jsonl")
+    c.add_argument("hf_json")
+    args = ap.parse_args(argv)
+    return {"gen": cmd_gen, "hf": cmd_hf, "compare": cmd_compare}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
