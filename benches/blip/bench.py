@@ -15,9 +15,11 @@
       every run's seconds, load seconds, peak RSS (ru_maxrss) and per-image token ids
       (from the last run; every run is checked to give the same ids).
 
-  bench.py compare CAPSTREAM_JSONL HF_JSON
-      Prints one JSON line comparing capstream's token_ids (per image, matched by path)
-      with the transformers ids: {"equal": n, "total": n, "details": [...]}.
+  bench.py compare A B
+      A and B are each a capstream --json JSONL file or a `bench.py hf` JSON file. Prints one
+      JSON line comparing the generated token ids per image (matched by file name; the leading
+      [DEC] and trailing [PAD]s dropped): {"equal": n, "total": n, "details": [...]};
+      with --summary, one line such as "8/8 equal".
 """
 
 from __future__ import annotations
@@ -113,6 +115,22 @@ def cmd_hf(args) -> int:
     return 0
 
 
+def _load_ids(path: str) -> dict[str, list[int]]:
+    """{image basename: token ids} from a capstream --json JSONL file or a `bench.py hf` JSON file."""
+    text = Path(path).read_text()
+    first = text.lstrip()[:1]
+    out = {}
+    if first == "{" and "\"token_ids\": {" in text.split("\n", 1)[0]:
+        for p, ids in json.loads(text.split("\n", 1)[0])["token_ids"].items():
+            out[os.path.basename(p)] = ids
+        return out
+    for line in text.splitlines():
+        if line.strip():
+            obj = json.loads(line)
+            out[os.path.basename(obj["image"])] = obj.get("token_ids")  # None on an error line
+    return out
+
+
 def _strip(ids, bos=30522, pad=0):
     """Drop the leading [DEC] and trailing padding so both sides compare on generated tokens."""
     ids = list(ids)
@@ -124,26 +142,25 @@ def _strip(ids, bos=30522, pad=0):
 
 
 def cmd_compare(args) -> int:
-    cs = {}
-    for line in Path(args.capstream_jsonl).read_text().splitlines():
-        if line.strip():
-            obj = json.loads(line)
-            cs[obj["path"]] = obj
-    hf = json.loads(Path(args.hf_json).read_text())["token_ids"]
+    a, b = _load_ids(args.a), _load_ids(args.b)
     details, equal = [], 0
-    for path, hids in hf.items():
-        obj = cs.get(path)
-        if obj is None:  # capstream may print another spelling of the path
-            obj = next((o for p, o in cs.items() if os.path.basename(p) == os.path.basename(path)), None)
-        cids = obj.get("token_ids") if obj else None
-        ok = cids is not None and _strip(cids) == _strip(hids)
+    for name in sorted(set(a) | set(b)):
+        ia, ib = a.get(name), b.get(name)
+        sa = _strip(ia) if ia is not None else None
+        sb = _strip(ib) if ib is not None else None
+        ok = sa is not None and sa == sb
         equal += ok
-        d = dict(image=os.path.basename(path), equal=ok, n_hf=len(_strip(hids)),
-                 n_capstream=len(_strip(cids)) if cids is not None else None)
+        d = dict(image=name, equal=ok, n_a=None if sa is None else len(sa), n_b=None if sb is None else len(sb))
         if not ok:
-            d.update(hf=hids, capstream=cids)
+            first = next((k for k, (x, y) in enumerate(zip(sa or [], sb or [])) if x != y), None)
+            d.update(first_diff=first, a=ia, b=ib)
         details.append(d)
-    print(json.dumps(dict(equal=equal, total=len(hf), details=details)))
+    if args.summary:
+        bad = [f"{d['image']}: first difference at token {d.get('first_diff')}, lengths {d['n_a']}/{d['n_b']}"
+               for d in details if not d["equal"]]
+        print(f"{equal}/{len(details)} equal" + (" (" + "; ".join(bad) + ")" if bad else ""))
+    else:
+        print(json.dumps(dict(equal=equal, total=len(details), details=details)))
     return 0
 
 
@@ -164,8 +181,9 @@ def main(argv=None) -> int:
     h.add_argument("--max-new-tokens", type=int, default=20)
     h.add_argument("--min-new-tokens", type=int, default=20)
     c = sub.add_parser("compare")
-    c.add_argument("capstream_jsonl")
-    c.add_argument("hf_json")
+    c.add_argument("a")
+    c.add_argument("b")
+    c.add_argument("--summary", action="store_true", help="one line of text instead of JSON")
     args = ap.parse_args(argv)
     return {"gen": cmd_gen, "hf": cmd_hf, "compare": cmd_compare}[args.cmd](args)
 

@@ -110,16 +110,34 @@ pub fn run(args: CaptionArgs) -> Result<ExitCode> {
     let mut out = stdout.lock();
     let mut failures = 0;
     for chunk in args.images.chunks(args.batch_size.max(1)) {
-        let mut ok = Vec::new();
-        for path in chunk {
-            let prepared = std::fs::read(path)
-                .map_err(|e| e.to_string())
-                .and_then(|b| {
-                    prepare(&b, &Limits::default(), size, size, &mut resizer)
-                        .map_err(|e| e.to_string())
-                });
-            match prepared {
-                Ok(p) => ok.push((path, p.rgb)),
+        // Lines come out in input order: failures in place, not first.
+        let prepared: Vec<std::result::Result<Vec<u8>, String>> = chunk
+            .iter()
+            .map(|path| {
+                std::fs::read(path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| {
+                        prepare(&b, &Limits::default(), size, size, &mut resizer)
+                            .map(|p| p.rgb)
+                            .map_err(|e| e.to_string())
+                    })
+            })
+            .collect();
+        let images: Vec<&[u8]> = prepared
+            .iter()
+            .filter_map(|p| p.as_ref().ok())
+            .map(Vec::as_slice)
+            .collect();
+        let mut results = if images.is_empty() {
+            Vec::new()
+        } else {
+            let pixels = captioner.pixels(&images)?;
+            let prompts = vec![args.prompt.as_str(); images.len()];
+            captioner.caption(&pixels, &prompts, &gen, args.strip_prompt)?
+        }
+        .into_iter();
+        for (path, p) in chunk.iter().zip(&prepared) {
+            let r = match p {
                 Err(e) => {
                     failures += 1;
                     if args.json {
@@ -127,17 +145,10 @@ pub fn run(args: CaptionArgs) -> Result<ExitCode> {
                     } else {
                         eprintln!("{}: {e}", path.display());
                     }
+                    continue;
                 }
-            }
-        }
-        if ok.is_empty() {
-            continue;
-        }
-        let images: Vec<&[u8]> = ok.iter().map(|(_, rgb)| rgb.as_slice()).collect();
-        let pixels = captioner.pixels(&images)?;
-        let prompts = vec![args.prompt.as_str(); ok.len()];
-        let results = captioner.caption(&pixels, &prompts, &gen, args.strip_prompt)?;
-        for ((path, _), r) in ok.iter().zip(results) {
+                Ok(_) => results.next().expect("one result per prepared image"),
+            };
             let best = &r.captions[0];
             if args.json {
                 let mut obj =
