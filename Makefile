@@ -38,6 +38,7 @@ demo: build
 fixtures: setup
 	.venv/bin/python tests/fixtures/preprocess/make_fixtures.py
 	.venv/bin/python tests/fixtures/images/make_images.py
+	.venv/bin/python tests/fixtures/blip/make_fixtures.py
 
 bench: build
 	bash benches/preprocess.sh
