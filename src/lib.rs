@@ -12,6 +12,8 @@
 //! - [`schema`]: column names, edge schemas (mirrored by `schemas/*.json`) and the
 //!   record envelope (`id`, `status`, `error_kind`, `error`).
 //! - [`imaging`]: pure image decoding and BLIP preprocessing.
+//! - [`dsp`]: pure audio processing: WAV, resampling, STFT, mel, dB, Griffin-Lim.
+//! - [`speech`]: spoken descriptions with eSpeak NG.
 //! - [`models`]: BLIP on libtorch (`tch`), weights loading, devices; pure.
 //! - [`telemetry`]: Prometheus metric names, registry and `/metrics`.
 //! - [`error`]: the one error type.
@@ -25,6 +27,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod dsp;
 pub mod error;
 pub mod imaging;
 pub mod models;
@@ -32,6 +35,7 @@ pub mod pipeline;
 pub mod schema;
 pub mod sinks;
 pub mod sources;
+pub mod speech;
 pub mod stages;
 pub mod telemetry;
 

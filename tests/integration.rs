@@ -1,5 +1,6 @@
 //! capstream's integration tests: one binary (ripgrep style), one module per area.
 //!
+//! - `audio_parity`: audio DSP against librosa.
 //! - `util`: helpers to run the binary, write pipelines and read Parquet output.
 //! - `definitions`: every file in `pipelines/` and `schemas/` against the code.
 //! - `preprocess_parity`: image preprocessing against transformers' processor.
@@ -7,11 +8,13 @@
 //! - `backfill`: Parquet in, Parquet out, references passing through.
 //! - `interrupt_resume`: SIGINT midway, then `--resume`: every id exactly once.
 //! - `metrics`: `/metrics` scraped during a run shows counters moving.
+//! - `speech`: eSpeak NG spoken descriptions and the features command.
 //! - `blip_parity`: BLIP against transformers on tiny random checkpoints.
 //! - `caption_stage`: the caption stage in the default pipeline.
 
 mod util;
 
+mod audio_parity;
 mod backfill;
 mod blip_parity;
 mod caption_stage;
@@ -20,3 +23,4 @@ mod files_run;
 mod interrupt_resume;
 mod metrics;
 mod preprocess_parity;
+mod speech;

@@ -11,7 +11,7 @@
 # (benches/blip/make_base_checkpoint.py; its [SEP] bias of -10000 means no early stop),
 # so the numbers are speed / memory only; captions are gibberish.
 # Env: CAPSTREAM (binary), PYTHON (interpreter), BENCH_DATA (cache dir, default
-#      target/bench-data/blip), BENCH_COUNT (images, default 8), BENCH_RUNS (default 2,
+#      target/bench-data/blip), BENCH_COUNT (images, default 8), BENCH_RUNS (default 3,
 #      best is kept), BENCH_THREADS (default 2), BENCH_TOKENS (default 20),
 #      BENCH_WAIT (seconds to wait for cargo/rustc or other CPU load to go away before
 #      each timed run, default 1800), BENCH_OUT (markdown file, default
@@ -24,7 +24,7 @@ BIN=${CAPSTREAM:-target/release/capstream}
 PY=${PYTHON:-.venv/bin/python}
 DATA=${BENCH_DATA:-target/bench-data/blip}
 COUNT=${BENCH_COUNT:-8}
-RUNS=${BENCH_RUNS:-2}
+RUNS=${BENCH_RUNS:-3}
 THREADS=${BENCH_THREADS:-2}
 TOKENS=${BENCH_TOKENS:-20}
 WAIT_MAX=${BENCH_WAIT:-1800}
@@ -74,7 +74,7 @@ cpu_busy_pct() {  # whole-machine busy % over 2 s
 }
 builds_running() { pgrep -x cargo >/dev/null || pgrep -x rustc >/dev/null; }
 wait_quiet() {
-    local t0 t waited_here=0 busy
+    local t0 waited_here=0 busy was_busy=0
     t0=$(date +%s)
     while :; do
         if builds_running; then
@@ -83,26 +83,40 @@ wait_quiet() {
             busy=$(cpu_busy_pct)
             ((busy < 20)) && break
         fi
-        t=$(date +%s)
-        if ((waited_here == 0)); then
+        if ((was_busy == 0)); then
             echo "  waiting for the machine to go quiet ($( [[ $busy == build ]] && echo "cargo/rustc running" || echo "CPU ${busy}% busy"))..." >&2
         fi
-        waited_here=$((t - t0))
+        was_busy=1
+        waited_here=$(( $(date +%s) - t0 ))
         if ((waited_here > WAIT_MAX)); then
             echo "warning: machine still busy after ${WAIT_MAX}s; timing anyway" >&2
-            BUSY_NOTES+=("a run was timed while the machine was busy ($busy)")
+            BUSY_NOTES+=("**Warning:** a run was timed while the machine was busy ($( [[ $busy == build ]] && echo "cargo/rustc running" || echo "CPU ${busy}% busy"))")
             break
         fi
         sleep 5
     done
-    if ((waited_here > 0)); then
+    if ((was_busy)); then
+        waited_here=$(( $(date +%s) - t0 ))
         WAITED=$((WAITED + waited_here))
         echo "  quiet after ${waited_here}s" >&2
     fi
 }
-# After a run: did a build start meanwhile? Then the run is discarded and redone (once).
-run_was_clean() { ! builds_running; }
+# Machine-wide busy CPU seconds so far (all cores, /proc/stat, idle and iowait excluded).
+TICK=$(getconf CLK_TCK)
+busy_s() { awk -v t="$TICK" 'NR == 1 { b = 0; for (i = 2; i <= NF; i++) if (i != 5 && i != 6 && i < 10) b += $i; printf "%.2f", b / t; exit }' /proc/stat; }
+# run_was_clean BUSY0 BUSY1 WALL TIMEFILE: a run is clean when no build is running at its end and
+# the CPU time spent outside the timed process (machine busy - process user+sys) stays under
+# 10% of one core over the run. Otherwise it is discarded and redone (up to 3 tries).
+run_was_clean() {
+    local other
+    other=$(awk -v b0="$1" -v b1="$2" -v f="$4" 'BEGIN {
+        while ((getline l < f) > 0) if (l ~ /(User|System) time \(seconds\)/) { sub(/.*: /, "", l); p += l }
+        printf "%.2f", (b1 - b0) - p }')
+    OTHER_S=$other
+    ! builds_running && awk -v o="$other" -v w="$3" 'BEGIN { exit !(o < 0.1 * w) }'
+}
 
+wait_quiet  # a build in progress may be about to replace the binary
 BIN_MTIME0=$(stat -c %Y "$BIN")
 
 # peak_kib FILE: "Maximum resident set size" from /usr/bin/time -v output.
@@ -112,21 +126,24 @@ peak_kib() { awk -F': ' '/Maximum resident set size/ { print $2 }' "$1"; }
 # Sets BEST (s), PEAK (KiB, max over runs), RUNS_S (list). OUTFILE gets the last run's stdout.
 time_capstream() {
     local label=$1 outfile=$2; shift 2
-    local r t0 t1 dt rc tries
+    local r t0 t1 dt rc tries b0 b1
     BEST= PEAK=0 RUNS_S=
     for ((r = 1; r <= RUNS; r++)); do
         for ((tries = 0; tries < 3; tries++)); do
             wait_quiet
+            b0=$(busy_s)
             t0=$(now)
             rc=0
             /usr/bin/time -v -o "$WORK/time.txt" "$BIN" caption --model "$MODEL" \
                 --max-new-tokens "$TOKENS" --min-new-tokens "$TOKENS" --threads "$THREADS" \
                 --device cpu --json "$@" >"$outfile" 2>"$WORK/cs.err" || rc=$?
             t1=$(now)
-            run_was_clean && break
-            echo "  capstream $label run $r: a cargo/rustc build started during the run; redoing" >&2
+            b1=$(busy_s)
+            dt=$(sub "$t1" "$t0")
+            run_was_clean "$b0" "$b1" "$dt" "$WORK/time.txt" && break
+            echo "  capstream $label run $r: other processes used ${OTHER_S} CPU-s during the ${dt}s run; redoing" >&2
+            BUSY_NOTES+=("A capstream run was discarded and redone because other processes used the CPU during it")
         done
-        dt=$(sub "$t1" "$t0")
         echo "  capstream $label run $r: ${dt}s rc=$rc peak $(peak_kib "$WORK/time.txt") KiB" >&2
         if [[ -s $WORK/cs.err ]]; then sed 's/^/    stderr: /' "$WORK/cs.err" >&2; fi
         RC=$rc
@@ -158,15 +175,20 @@ cs_b8=$BEST cs_b8_peak=$PEAK cs_b8_runs=$RUNS_S
 
 # time_hf B OUTFILE: one Python process; best of $RUNS generate passes over all images.
 time_hf() {
-    local b=$1 outfile=$2 tries
+    local b=$1 outfile=$2 tries b0 b1 t0 t1
     for ((tries = 0; tries < 3; tries++)); do
         wait_quiet
+        b0=$(busy_s)
+        t0=$(now)
         /usr/bin/time -v -o "$WORK/time_hf.txt" "$PY" "$HELP" hf "$MODEL" --batch-size "$b" \
             --runs "$RUNS" --threads "$THREADS" --max-new-tokens "$TOKENS" --min-new-tokens "$TOKENS" \
             --out "$outfile" "${IMAGES[@]}" 2>"$WORK/hf.err" \
             || { cat "$WORK/hf.err" >&2; exit 1; }
-        run_was_clean && break
-        echo "  transformers batch $b: a cargo/rustc build started during the run; redoing" >&2
+        t1=$(now)
+        b1=$(busy_s)
+        run_was_clean "$b0" "$b1" "$(sub "$t1" "$t0")" "$WORK/time_hf.txt" && break
+        echo "  transformers batch $b: other processes used ${OTHER_S} CPU-s during the run; redoing" >&2
+        BUSY_NOTES+=("A transformers process was discarded and redone because other processes used the CPU during it")
     done
     # Drop progress bars and the expected PIL-fallback notice.
     grep -vE 'Loading weights|falling back to `BlipImageProcessorPil`|^\s*$' "$WORK/hf.err" \
@@ -177,11 +199,11 @@ field() { "$PY" -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline
 
 echo "== transformers (torch.set_num_threads($THREADS), OMP_NUM_THREADS=$THREADS, $RUNS runs each in one process, best kept)" >&2
 time_hf 1 "$WORK/hf_b1.json"
-hf_b1=$(field "$WORK/hf_b1.json" best_s) hf_b1_runs=$(field "$WORK/hf_b1.json" runs)
+hf_b1=$(field "$WORK/hf_b1.json" best_s) hf_b1_runs=$(field "$WORK/hf_b1.json" runs | tr -d '[]')
 hf_b1_peak=$HF_PEAK_TIME hf_load=$(field "$WORK/hf_b1.json" load_s)
 echo "  transformers batch 1: runs $hf_b1_runs s, load ${hf_load}s, peak $hf_b1_peak KiB" >&2
 time_hf 8 "$WORK/hf_b8.json"
-hf_b8=$(field "$WORK/hf_b8.json" best_s) hf_b8_runs=$(field "$WORK/hf_b8.json" runs)
+hf_b8=$(field "$WORK/hf_b8.json" best_s) hf_b8_runs=$(field "$WORK/hf_b8.json" runs | tr -d '[]')
 hf_b8_peak=$HF_PEAK_TIME hf_load8=$(field "$WORK/hf_b8.json" load_s)
 echo "  transformers batch 8: runs $hf_b8_runs s, load ${hf_load8}s, peak $hf_b8_peak KiB" >&2
 hf_stable=$(field "$WORK/hf_b1.json" runs_stable)/$(field "$WORK/hf_b8.json" runs_stable)
@@ -219,7 +241,7 @@ EOF
 )
 
 BIN_MTIME1=$(stat -c %Y "$BIN")
-[[ $BIN_MTIME0 == "$BIN_MTIME1" ]] || BUSY_NOTES+=("$BIN was rebuilt while the benchmark ran: capstream rows may mix two binaries")
+[[ $BIN_MTIME0 == "$BIN_MTIME1" ]] || BUSY_NOTES+=("**Warning:** $BIN was rebuilt while the benchmark ran: capstream rows may mix two binaries")
 
 # 5. Report.
 ips() { awk -v n="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.3f", n / s; else printf "n/a" }'; }
@@ -241,8 +263,16 @@ pil_ver=$(field "$WORK/hf_b1.json" pillow) np_ver=$(field "$WORK/hf_b1.json" num
 hf_proc=$(field "$WORK/hf_b1.json" image_processor)
 sizes=$("$PY" -c 'import sys; from PIL import Image; print(", ".join(sorted({"%dx%d" % Image.open(p).size for p in sys.argv[1:]})))' "${IMAGES[@]}")
 notes=""
-if ((WAITED > 0)); then notes+="Waited ${WAITED}s in all for cargo/rustc builds (or other CPU load) to finish before timed runs; no run was timed during a build."$'\n'; fi
-for n in "${BUSY_NOTES[@]+"${BUSY_NOTES[@]}"}"; do notes+="**Warning:** $n."$'\n'; done
+if ((WAITED > 0)); then
+    notes+="Waited ${WAITED}s in all for cargo/rustc builds (or other CPU load) to finish before timed runs"
+    if ! printf '%s\n' "${BUSY_NOTES[@]+"${BUSY_NOTES[@]}"}" | grep -q 'a run was timed while'; then
+        notes+="; no kept run was timed during a build"
+    fi
+    notes+="."$'\n'
+fi
+if ((${#BUSY_NOTES[@]} > 0)); then
+    notes+=$(printf '%s\n' "${BUSY_NOTES[@]}" | sort | uniq -c | awk '{ n = $1; $1 = ""; sub(/^ /, ""); printf "%s (%d time%s).\n", $0, n, (n > 1 ? "s" : "") }')$'\n'
+fi
 
 report=$(cat <<EOF
 ## BLIP captioning (base, CPU): capstream caption vs transformers generate
@@ -279,9 +309,8 @@ transformers runs gave identical ids run to run (batch 1/batch 8): $hf_stable.
 |---|---|---|---|---|---|
 $per_image
 
-${notes}The weights are random, so the captions are meaningless; a random ViT/BERT has the same FLOPs
-and memory as the trained one, but greedy argmax over random logits has near-ties that a trained
-model rarely has, which makes id equality a strict test of numerical agreement.
+${notes}The weights are random, so captions and ids are meaningless, but the FLOPs and memory are those of
+the real base model, and equal ids mean both sides picked the same argmax at every one of the $TOKENS steps.
 EOF
 )
 

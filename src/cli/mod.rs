@@ -2,6 +2,7 @@
 
 mod caption;
 mod doctor;
+mod features;
 mod run;
 
 use std::process::ExitCode;
@@ -23,6 +24,10 @@ enum Command {
     Run(run::RunArgs),
     /// Caption image files with a BLIP checkpoint.
     Caption(caption::CaptionArgs),
+    /// Log-mel features of a WAV file as a float32 .npy (librosa definitions).
+    Features(features::FeaturesArgs),
+    /// Speak a text with eSpeak NG into a WAV file.
+    Speak(features::SpeakArgs),
     /// Parse and check pipeline files (keys, limits, stage schemas).
     Validate {
         /// Pipeline files.
@@ -73,6 +78,8 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Doctor(args) => doctor::run(args),
         Command::Caption(args) => caption::run(args),
+        Command::Features(args) => features::features(args),
+        Command::Speak(args) => features::speak(args),
     }
 }
 

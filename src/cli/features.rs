@@ -1,0 +1,150 @@
+//! `capstream features` and `capstream speak`: the audio front end from the command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+use capstream::dsp::mel::DbRef;
+use capstream::dsp::npy::encode_f32;
+use capstream::dsp::resample::{resample, Quality};
+use capstream::dsp::wav::{read_wav, write_wav_pcm16};
+use capstream::dsp::{melspectrogram, power_to_db, MelParams, MelScaleNorm, StftParams};
+use capstream::speech::Speaker;
+
+/// Log-mel features of a WAV file, written as a float32 `.npy` of shape (n_mels, frames).
+/// Definitions follow librosa 0.11 (`feature.melspectrogram`, `power_to_db`).
+#[derive(Debug, Args)]
+pub struct FeaturesArgs {
+    /// Input WAV (PCM 8/16/24/32 or float; channels are averaged).
+    input: PathBuf,
+    /// Output `.npy`.
+    #[arg(long)]
+    out: PathBuf,
+    /// Analysis rate; the file is resampled first when it differs.
+    #[arg(long, default_value_t = 16000)]
+    sr: u32,
+    #[arg(long, default_value_t = 1024)]
+    n_fft: usize,
+    #[arg(long, default_value_t = 256)]
+    hop: usize,
+    /// Window length (default: n_fft), centred in the frame.
+    #[arg(long)]
+    win: Option<usize>,
+    #[arg(long, default_value_t = 80)]
+    n_mels: usize,
+    #[arg(long, default_value_t = 0.0)]
+    fmin: f64,
+    /// Default: sr / 2.
+    #[arg(long)]
+    fmax: Option<f64>,
+    /// HTK mel scale instead of Slaney.
+    #[arg(long)]
+    htk: bool,
+    /// Filter normalization: slaney or none.
+    #[arg(long, default_value = "slaney")]
+    norm: String,
+    /// 2 = power, 1 = magnitude.
+    #[arg(long, default_value_t = 2.0)]
+    power: f64,
+    /// Convert to decibels (`power_to_db`, ref 1, amin 1e-10).
+    #[arg(long)]
+    db: bool,
+    /// With --db: floor at max - top_db.
+    #[arg(long, default_value_t = 80.0)]
+    top_db: f64,
+    /// Longest accepted input, seconds.
+    #[arg(long, default_value_t = 600.0)]
+    max_seconds: f64,
+    /// Resampling quality: fast, balanced, high.
+    #[arg(long, default_value = "balanced")]
+    resample_quality: Quality,
+}
+
+pub fn features(a: FeaturesArgs) -> Result<ExitCode> {
+    let bytes =
+        std::fs::read(&a.input).with_context(|| format!("reading {}", a.input.display()))?;
+    let audio = read_wav(&bytes, a.max_seconds).with_context(|| a.input.display().to_string())?;
+    let mut y = audio.mono();
+    if audio.sample_rate != a.sr {
+        y = resample(&[y], audio.sample_rate, a.sr, a.resample_quality)
+            .map_err(anyhow::Error::msg)?
+            .remove(0);
+    }
+    let win = a.win.unwrap_or(a.n_fft);
+    if win > a.n_fft || a.hop == 0 || a.n_mels == 0 {
+        bail!("need 0 < hop, 0 < n_mels and win <= n_fft");
+    }
+    let norm = match a.norm.as_str() {
+        "slaney" => MelScaleNorm::Slaney,
+        "none" => MelScaleNorm::None,
+        other => bail!("--norm {other:?}: expected slaney or none"),
+    };
+    let p = MelParams {
+        sr: a.sr,
+        stft: StftParams {
+            n_fft: a.n_fft,
+            hop: a.hop,
+            win_length: win,
+            center: true,
+        },
+        n_mels: a.n_mels,
+        fmin: a.fmin,
+        fmax: a.fmax,
+        htk: a.htk,
+        norm,
+        power: a.power,
+    };
+    let (mut mel, frames) = melspectrogram(&y, &p);
+    if a.db {
+        mel = power_to_db(&mel, DbRef::Value(1.0), 1e-10, Some(a.top_db));
+    }
+    std::fs::write(&a.out, encode_f32(&mel, &[a.n_mels, frames]))
+        .with_context(|| format!("writing {}", a.out.display()))?;
+    println!("{}: ({}, {frames}) float32", a.out.display(), a.n_mels);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Speak a text with eSpeak NG into a 16-bit WAV file.
+#[derive(Debug, Args)]
+pub struct SpeakArgs {
+    /// The text.
+    text: String,
+    /// Output WAV.
+    #[arg(long)]
+    out: PathBuf,
+    /// eSpeak NG voice.
+    #[arg(long, default_value = "en-us")]
+    voice: String,
+    /// Words per minute.
+    #[arg(long, default_value_t = 175)]
+    rate: u32,
+    /// Pitch, 0-99.
+    #[arg(long, default_value_t = 50)]
+    pitch: u32,
+    /// Output sample rate.
+    #[arg(long, default_value_t = 16000)]
+    sample_rate: u32,
+}
+
+pub fn speak(a: SpeakArgs) -> Result<ExitCode> {
+    let s = Speaker {
+        voice: a.voice,
+        rate: a.rate,
+        pitch: a.pitch,
+        sample_rate: a.sample_rate,
+        ..Default::default()
+    };
+    s.validate()?;
+    let y = s.speak(&a.text)?;
+    std::fs::write(&a.out, write_wav_pcm16(&y, a.sample_rate))
+        .with_context(|| format!("writing {}", a.out.display()))?;
+    println!(
+        "{}: {:.2} s at {} Hz",
+        a.out.display(),
+        y.len() as f64 / f64::from(a.sample_rate),
+        a.sample_rate
+    );
+    Ok(ExitCode::SUCCESS)
+}
