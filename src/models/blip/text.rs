@@ -82,13 +82,17 @@ impl AttentionBlock {
 
     fn kv(&self, x: &Tensor) -> (Tensor, Tensor) {
         (
-            heads(&x.apply(&self.key), self.heads),
-            heads(&x.apply(&self.value), self.heads),
+            heads(&x.linear(&self.key.ws, self.key.bs.as_ref()), self.heads),
+            heads(
+                &x.linear(&self.value.ws, self.value.bs.as_ref()),
+                self.heads,
+            ),
         )
     }
 
     fn output(&self, ctx: &Tensor, residual: &Tensor) -> Tensor {
-        (merge(ctx).apply(&self.dense) + residual).apply(&self.layer_norm)
+        (merge(ctx).linear(&self.dense.ws, self.dense.bs.as_ref()) + residual)
+            .apply(&self.layer_norm)
     }
 }
 
@@ -127,7 +131,7 @@ impl TextLayer {
 
     fn forward(&self, x: &Tensor, self_mask: &Tensor, past: &mut Option<Kv>, cross: &Kv) -> Tensor {
         let a = &self.attention;
-        let q = heads(&x.apply(&a.query), a.heads);
+        let q = heads(&x.linear(&a.query.ws, a.query.bs.as_ref()), a.heads);
         let (k, v) = a.kv(x);
         let (k, v) = match past.take() {
             Some(p) => (Tensor::cat(&[p.k, k], 2), Tensor::cat(&[p.v, v], 2)),
@@ -136,9 +140,12 @@ impl TextLayer {
         let h = a.output(&attend(&q, &k, &v, Some(self_mask)), x);
         *past = Some(Kv { k, v });
         let c = &self.crossattention;
-        let q = heads(&h.apply(&c.query), c.heads);
+        let q = heads(&h.linear(&c.query.ws, c.query.bs.as_ref()), c.heads);
         let h = c.output(&attend(&q, &cross.k, &cross.v, None), &h);
-        let m = h.apply(&self.intermediate).gelu("none").apply(&self.output);
+        let m = h
+            .linear(&self.intermediate.ws, self.intermediate.bs.as_ref())
+            .gelu("none")
+            .linear(&self.output.ws, self.output.bs.as_ref());
         (m + h).apply(&self.output_ln)
     }
 }
@@ -292,7 +299,7 @@ impl TextLMHeadModel {
             h = layer.forward(&h, &self_mask, &mut cache.layers[i], &cache.cross[i]);
         }
         let h = h
-            .apply(&self.transform_dense)
+            .linear(&self.transform_dense.ws, self.transform_dense.bs.as_ref())
             .gelu("none")
             .apply(&self.transform_ln);
         h.matmul(&self.word_embeddings.ws.tr()) + &self.bias

@@ -2,7 +2,7 @@
 //! `post_layernorm`) feeds the text decoder's cross-attention.
 
 use tch::nn::{self, Module};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use super::config::VisionConfig;
 
@@ -86,17 +86,25 @@ impl Attention {
     fn forward(&self, x: &Tensor) -> Tensor {
         let (b, t, d) = x.size3().expect("vision tokens are [batch, tokens, width]");
         let qkv = x
-            .apply(&self.qkv)
+            .linear(&self.qkv.ws, self.qkv.bs.as_ref())
             .reshape([b, t, 3, self.heads, d / self.heads])
             .permute([2, 0, 3, 1, 4]);
         let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
-        let probs = (q.matmul(&k.transpose(-1, -2)) * self.scale).softmax(-1, Kind::Float);
-        probs
-            .to_kind(v.kind())
-            .matmul(&v)
-            .permute([0, 2, 1, 3])
-            .reshape([b, t, d])
-            .apply(&self.projection)
+        // Fused attention: never materializes the [B, H, T, T] scores (577² per head
+        // at 384 px), which is most of the vision tower's memory traffic.
+        Tensor::scaled_dot_product_attention(
+            &q,
+            &k,
+            &v,
+            None::<&Tensor>,
+            0.0,
+            false,
+            self.scale,
+            false,
+        )
+        .permute([0, 2, 1, 3])
+        .reshape([b, t, d])
+        .linear(&self.projection.ws, self.projection.bs.as_ref())
     }
 }
 
@@ -127,9 +135,9 @@ impl EncoderLayer {
         let h = x + self.self_attn.forward(&x.apply(&self.layer_norm1));
         let m = h
             .apply(&self.layer_norm2)
-            .apply(&self.fc1)
+            .linear(&self.fc1.ws, self.fc1.bs.as_ref())
             .gelu("none")
-            .apply(&self.fc2);
+            .linear(&self.fc2.ws, self.fc2.bs.as_ref());
         h + m
     }
 }
