@@ -9,7 +9,7 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
 
-use crate::util::{capstream, read_output, repo, strings};
+use crate::util::{read_output, repo, run_pipeline, strings};
 
 #[test]
 fn backfill_pipeline_keeps_every_row_and_its_references() {
@@ -83,16 +83,7 @@ fn backfill_pipeline_keeps_every_row_and_its_references() {
     w.close().unwrap();
 
     let out = dir.path().join("out");
-    let res = capstream(&[
-        "run",
-        "--pipeline",
-        repo().join("pipelines/backfill.toml").to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-        "--no-progress",
-    ]);
+    let res = run_pipeline(&repo().join("pipelines/backfill.toml"), &input, &out, &[]);
     assert!(
         res.status.success(),
         "{}",

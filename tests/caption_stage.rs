@@ -7,22 +7,18 @@ use std::path::Path;
 
 use arrow::array::{Array, Int64Array, ListArray};
 
-use crate::util::{capstream, read_output, repo, strings};
+use crate::util::{capstream, read_output, repo, run_pipeline, strings};
 
 #[test]
 fn pipeline_captions_equal_the_cli() {
     let input = repo().join("tests/fixtures/blip/images");
     let out = tempfile::tempdir().unwrap();
-    let res = capstream(&[
-        "run",
-        "--pipeline",
-        repo().join("pipelines/default.toml").to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        out.path().to_str().unwrap(),
-        "--no-progress",
-    ]);
+    let res = run_pipeline(
+        &repo().join("pipelines/default.toml"),
+        &input,
+        out.path(),
+        &[],
+    );
     assert!(
         res.status.success(),
         "{}",
@@ -96,16 +92,12 @@ fn pipeline_captions_equal_the_cli() {
 #[test]
 fn failed_rows_carry_no_caption() {
     let out = tempfile::tempdir().unwrap();
-    let res = capstream(&[
-        "run",
-        "--pipeline",
-        repo().join("pipelines/default.toml").to_str().unwrap(),
-        "--input",
-        repo().join("tests/fixtures/images").to_str().unwrap(),
-        "--output",
-        out.path().to_str().unwrap(),
-        "--no-progress",
-    ]);
+    let res = run_pipeline(
+        &repo().join("pipelines/default.toml"),
+        &repo().join("tests/fixtures/images"),
+        out.path(),
+        &[],
+    );
     assert!(
         res.status.success(),
         "{}",
@@ -123,18 +115,12 @@ fn failed_rows_carry_no_caption() {
 #[test]
 fn model_override_that_does_not_exist_fails_clearly() {
     let out = tempfile::tempdir().unwrap();
-    let res = capstream(&[
-        "run",
-        "--pipeline",
-        repo().join("pipelines/default.toml").to_str().unwrap(),
-        "--input",
-        repo().join("tests/fixtures/images").to_str().unwrap(),
-        "--output",
-        out.path().to_str().unwrap(),
-        "--model",
-        "/nonexistent/blip",
-        "--no-progress",
-    ]);
+    let res = run_pipeline(
+        &repo().join("pipelines/default.toml"),
+        &repo().join("tests/fixtures/images"),
+        out.path(),
+        &["--model", "/nonexistent/blip"],
+    );
     assert!(!res.status.success());
     let err = String::from_utf8_lossy(&res.stderr);
     assert!(err.contains("/nonexistent/blip/config.json"), "{err}");

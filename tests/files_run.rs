@@ -2,22 +2,18 @@
 
 use arrow::array::{Array, BinaryArray, UInt32Array};
 
-use crate::util::{capstream, outcomes, read_output, repo};
+use crate::util::{capstream, outcomes, read_output, repo, run_pipeline};
 
 #[test]
 fn bad_inputs_become_error_rows_and_nothing_vanishes() {
     let input = repo().join("tests/fixtures/images");
     let out = tempfile::tempdir().unwrap();
-    let res = capstream(&[
-        "run",
-        "--pipeline",
-        repo().join("pipelines/default.toml").to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        out.path().to_str().unwrap(),
-        "--no-progress",
-    ]);
+    let res = run_pipeline(
+        &repo().join("pipelines/default.toml"),
+        &input,
+        out.path(),
+        &[],
+    );
     assert!(
         res.status.success(),
         "{}",
@@ -87,29 +83,10 @@ fn bad_inputs_become_error_rows_and_nothing_vanishes() {
 fn output_folder_with_committed_files_needs_resume() {
     let input = repo().join("tests/fixtures/images/good.png");
     let out = tempfile::tempdir().unwrap();
-    let args = |resume: bool| {
-        let mut a = vec![
-            "run",
-            "--pipeline",
-            "pipelines/default.toml",
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            out.path().to_str().unwrap(),
-            "--no-progress",
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect::<Vec<_>>();
-        a[2] = repo().join("pipelines/default.toml").display().to_string();
-        if resume {
-            a.push("--resume".into());
-        }
-        a
-    };
-    let run = |resume| {
-        let a = args(resume);
-        capstream(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    let pipeline = repo().join("pipelines/default.toml");
+    let run = |resume: bool| {
+        let extra: &[&str] = if resume { &["--resume"] } else { &[] };
+        run_pipeline(&pipeline, &input, out.path(), extra)
     };
     assert!(run(false).status.success());
     let again = run(false);

@@ -22,6 +22,22 @@ pub fn capstream(args: &[&str]) -> Output {
         .expect("run capstream")
 }
 
+/// Runs `capstream run` on a pipeline file with `--no-progress` and any extra args.
+pub fn run_pipeline(pipeline: &Path, input: &Path, output: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "run",
+        "--pipeline",
+        pipeline.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "--no-progress",
+    ];
+    args.extend_from_slice(extra);
+    capstream(&args)
+}
+
 /// Writes a pipeline file into `dir` and returns its path.
 pub fn pipeline(dir: &Path, text: &str) -> PathBuf {
     let p = dir.join("pipeline.toml");

@@ -25,6 +25,19 @@ use crate::imaging::{normalize_chw, CLIP_MEAN, CLIP_STD};
 use text::TextLMHeadModel;
 use vision::VisionModel;
 
+/// A LayerNorm over the last dimension with the checkpoint's epsilon (tch defaults to
+/// 1e-5; BLIP's text side needs 1e-12).
+pub(crate) fn layer_norm(p: nn::Path, dim: usize, eps: f64) -> nn::LayerNorm {
+    nn::layer_norm(
+        p,
+        vec![dim as i64],
+        nn::LayerNormConfig {
+            eps,
+            ..Default::default()
+        },
+    )
+}
+
 /// The captioning model: a vision tower and a text decoder.
 #[derive(Debug)]
 pub struct BlipForConditionalGeneration {

@@ -9,17 +9,7 @@ use tch::nn;
 use tch::{Kind, Tensor};
 
 use super::config::TextConfig;
-
-fn ln(p: nn::Path, dim: usize, eps: f64) -> nn::LayerNorm {
-    nn::layer_norm(
-        p,
-        vec![dim as i64],
-        nn::LayerNormConfig {
-            eps,
-            ..Default::default()
-        },
-    )
-}
+use super::layer_norm as ln;
 
 /// The most negative finite value of a float kind: masked scores get it added, as
 /// transformers' eager attention does (`-inf` would turn fully padded rows into NaN).

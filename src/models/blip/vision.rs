@@ -5,17 +5,7 @@ use tch::nn::{self, Module};
 use tch::Tensor;
 
 use super::config::VisionConfig;
-
-fn ln(p: nn::Path, dim: usize, eps: f64) -> nn::LayerNorm {
-    nn::layer_norm(
-        p,
-        vec![dim as i64],
-        nn::LayerNormConfig {
-            eps,
-            ..Default::default()
-        },
-    )
-}
+use super::layer_norm as ln;
 
 /// `embeddings`: patch convolution, class token, learned positions.
 #[derive(Debug)]
