@@ -2,7 +2,7 @@
 
 use arrow::array::{Array, BinaryArray, UInt32Array};
 
-use crate::util::{capstream, outcomes, read_output, repo, run_pipeline};
+use crate::util::{outcomes, read_output, repo, run_pipeline};
 
 #[test]
 fn bad_inputs_become_error_rows_and_nothing_vanishes() {
