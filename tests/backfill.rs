@@ -16,6 +16,8 @@ fn backfill_pipeline_keeps_every_row_and_its_references() {
     let dir = tempfile::tempdir().unwrap();
     let jpeg = std::fs::read(repo().join("tests/fixtures/images/good.jpg")).unwrap();
     let png = std::fs::read(repo().join("tests/fixtures/images/good.png")).unwrap();
+    let tone = std::fs::read(repo().join("tests/fixtures/audio/tone_16k_pcm16.wav")).unwrap();
+    let corrupt = std::fs::read(repo().join("tests/fixtures/audio/corrupt.wav")).unwrap();
 
     let mut id = StringBuilder::new();
     let mut img = BinaryBuilder::new();
@@ -32,11 +34,11 @@ fn backfill_pipeline_keeps_every_row_and_its_references() {
             "r1",
             Some(&jpeg),
             Some(&["a red box", "a box on a gradient"]),
-            Some(b"RIFF-fake-wav"),
+            Some(&tone),
         ),
         ("r2", None, Some(&["nothing here"]), None),
         ("r3", Some(b"garbage bytes"), None, None),
-        ("r4", Some(&png), None, None),
+        ("r4", Some(&png), None, Some(&corrupt)),
     ];
     for (i, im, c, a) in rows {
         id.append_value(i);
@@ -95,10 +97,15 @@ fn backfill_pipeline_keeps_every_row_and_its_references() {
     let ids = strings(&b, "id");
     let row = |name: &str| ids.iter().position(|i| i.as_deref() == Some(name)).unwrap();
     let kinds = strings(&b, "error_kind");
-    assert_eq!(kinds[row("r1")], None);
+    assert_eq!(
+        kinds[row("r1")],
+        None,
+        "{:?}",
+        strings(&b, "error")[row("r1")]
+    );
     assert_eq!(kinds[row("r2")].as_deref(), Some("missing_image"));
     assert_eq!(kinds[row("r3")].as_deref(), Some("unsupported_format"));
-    assert_eq!(kinds[row("r4")], None);
+    assert_eq!(kinds[row("r4")].as_deref(), Some("invalid_audio"));
     let uris = strings(&b, "uri");
     assert!(uris[row("r3")]
         .as_deref()
@@ -116,6 +123,30 @@ fn backfill_pipeline_keeps_every_row_and_its_references() {
     assert!(refs.is_null(row("r3")));
     let audio = b.column_by_name("reference_audio").unwrap();
     let audio = audio.as_any().downcast_ref::<BinaryArray>().unwrap();
-    assert_eq!(audio.value(row("r1")), b"RIFF-fake-wav");
-    assert!(audio.is_null(row("r4")));
+    assert_eq!(audio.value(row("r1")), tone.as_slice());
+    assert!(audio.is_null(row("r2")));
+
+    // features: the reference audio's log-mel equals the DSP module's, row-major 80 x 63.
+    let mel = b.column_by_name("reference_mel").unwrap();
+    let mel = mel.as_any().downcast_ref::<ListArray>().unwrap();
+    let got = mel.value(row("r1"));
+    let got = got
+        .as_any()
+        .downcast_ref::<arrow::array::Float32Array>()
+        .unwrap();
+    let y = capstream::dsp::wav::read_wav(&tone, 60.0).unwrap().mono();
+    let (want, frames) =
+        capstream::dsp::melspectrogram(&y, &capstream::dsp::MelParams::default_16k());
+    let want =
+        capstream::dsp::power_to_db(&want, capstream::dsp::DbRef::Value(1.0), 1e-10, Some(80.0));
+    assert_eq!(frames, 63);
+    assert_eq!(got.values().to_vec(), want);
+    assert!(mel.is_null(row("r4")), "corrupt audio has no features");
+    // speak: ok rows carry their caption as speech; error rows none.
+    let speech = b.column_by_name("speech_wav").unwrap();
+    let speech = speech.as_any().downcast_ref::<BinaryArray>().unwrap();
+    let wav = capstream::dsp::wav::read_wav(speech.value(row("r1")), 60.0).unwrap();
+    assert_eq!(wav.sample_rate, 16000);
+    assert!(wav.seconds() > 0.2);
+    assert!(speech.is_null(row("r2")) && speech.is_null(row("r4")));
 }

@@ -54,11 +54,18 @@ fn schema_files_equal_the_code() {
 }
 
 #[test]
-fn default_pipeline_ends_in_the_captioned_edge() {
+fn default_and_backfill_pipelines_follow_the_edges() {
     let cfg = PipelineConfig::load(&repo().join("pipelines/default.toml")).unwrap();
     let plan = Plan::new(cfg).unwrap();
     assert_eq!(plan.schemas[1], Edge::Decoded.schema());
-    assert_eq!(plan.output_schema(), Edge::Captioned.schema());
+    assert_eq!(plan.schemas[2], Edge::Captioned.schema());
+    let out = plan.output_schema();
+    assert!(out.field_with_name("speech_wav").is_ok() && out.field_with_name("caption").is_ok());
+    let cfg = PipelineConfig::load(&repo().join("pipelines/backfill.toml")).unwrap();
+    assert_eq!(
+        Plan::new(cfg).unwrap().output_schema(),
+        Edge::Spoken.schema()
+    );
 }
 
 #[test]

@@ -47,11 +47,15 @@ pub enum ErrorKind {
     Decode,
     /// A stage panicked on this record; the stream went on.
     Internal,
+    /// Reference audio that is not a readable WAV (or has no samples).
+    InvalidAudio,
+    /// The speech synthesizer failed on this record's text.
+    Speech,
 }
 
 impl ErrorKind {
     /// Every kind, for documentation and metric pre-registration.
-    pub const ALL: [ErrorKind; 7] = [
+    pub const ALL: [ErrorKind; 9] = [
         ErrorKind::Io,
         ErrorKind::Empty,
         ErrorKind::MissingImage,
@@ -59,6 +63,8 @@ impl ErrorKind {
         ErrorKind::UnsupportedFormat,
         ErrorKind::Decode,
         ErrorKind::Internal,
+        ErrorKind::InvalidAudio,
+        ErrorKind::Speech,
     ];
 
     /// The value stored in `error_kind`.
@@ -71,6 +77,8 @@ impl ErrorKind {
             ErrorKind::UnsupportedFormat => "unsupported_format",
             ErrorKind::Decode => "decode",
             ErrorKind::Internal => "internal",
+            ErrorKind::InvalidAudio => "invalid_audio",
+            ErrorKind::Speech => "speech",
         }
     }
 }

@@ -59,6 +59,16 @@ pub mod columns {
     pub const CAPTION_MODEL: &str = "caption_model";
     /// The pooled image embedding of the vision tower.
     pub const IMAGE_EMBEDDING: &str = "image_embedding";
+    /// Log-mel of the reference audio, `[n_mels][frames]` row-major.
+    pub const REFERENCE_MEL: &str = "reference_mel";
+    /// Frames of `reference_mel`.
+    pub const REFERENCE_MEL_FRAMES: &str = "reference_mel_frames";
+    /// The caption spoken by eSpeak NG, 16-bit PCM WAV bytes.
+    pub const SPEECH_WAV: &str = "speech_wav";
+    /// Sample rate of `speech_wav`.
+    pub const SPEECH_SAMPLE_RATE: &str = "speech_sample_rate";
+    /// Duration of `speech_wav` in seconds.
+    pub const SPEECH_SECONDS: &str = "speech_seconds";
 }
 
 /// Schema-level metadata key holding the schema version.
@@ -77,11 +87,21 @@ pub enum Edge {
     Decoded,
     /// What `caption` emits: the decoded row plus caption, token ids and embedding.
     Captioned,
+    /// What `features` adds after `caption`: the reference audio's log-mel.
+    Featured,
+    /// What `speak` adds after `features`: the spoken caption.
+    Spoken,
 }
 
 impl Edge {
     /// Every edge, in pipeline order.
-    pub const ALL: [Edge; 3] = [Edge::Source, Edge::Decoded, Edge::Captioned];
+    pub const ALL: [Edge; 5] = [
+        Edge::Source,
+        Edge::Decoded,
+        Edge::Captioned,
+        Edge::Featured,
+        Edge::Spoken,
+    ];
 
     /// The edge's stable name (also its file name under `schemas/`).
     pub fn name(self) -> &'static str {
@@ -89,6 +109,8 @@ impl Edge {
             Edge::Source => "source",
             Edge::Decoded => "decoded",
             Edge::Captioned => "captioned",
+            Edge::Featured => "featured",
+            Edge::Spoken => "spoken",
         }
     }
 
@@ -106,6 +128,17 @@ impl Edge {
             Edge::Source => source_fields(),
             Edge::Decoded => decoded_fields(),
             Edge::Captioned => captioned_fields(),
+            Edge::Featured => {
+                let mut f = captioned_fields();
+                f.extend(feature_fields());
+                f
+            }
+            Edge::Spoken => {
+                let mut f = captioned_fields();
+                f.extend(feature_fields());
+                f.extend(speech_fields());
+                f
+            }
         };
         with_edge_metadata(fields, self)
     }
@@ -186,6 +219,48 @@ fn captioned_fields() -> Vec<Field> {
         ),
     ]);
     f
+}
+
+/// Columns the `features` stage appends.
+pub fn feature_fields() -> Vec<Field> {
+    vec![
+        Field::new(
+            columns::REFERENCE_MEL,
+            DataType::List(Arc::new(Field::new("item", DataType::Float32, true))),
+            true,
+        ),
+        Field::new(columns::REFERENCE_MEL_FRAMES, DataType::UInt32, true),
+    ]
+}
+
+/// Columns the `speak` stage appends.
+pub fn speech_fields() -> Vec<Field> {
+    vec![
+        Field::new(columns::SPEECH_WAV, DataType::Binary, true),
+        Field::new(columns::SPEECH_SAMPLE_RATE, DataType::UInt32, true),
+        Field::new(columns::SPEECH_SECONDS, DataType::Float32, true),
+    ]
+}
+
+/// `input` with `fields` appended (replacing same-named ones), labelled `edge` when the
+/// result is that canonical edge and unlabelled otherwise.
+pub fn append_fields(input: &Schema, fields: Vec<Field>) -> SchemaRef {
+    let mut out: Vec<Field> = input
+        .fields()
+        .iter()
+        .filter(|f| !fields.iter().any(|n| n.name() == f.name()))
+        .map(|f| f.as_ref().clone())
+        .collect();
+    out.extend(fields);
+    for edge in Edge::ALL {
+        let e = edge.schema();
+        if e.fields().iter().map(|f| f.as_ref()).eq(out.iter()) {
+            return e;
+        }
+    }
+    let mut metadata = input.metadata().clone();
+    metadata.remove(META_EDGE);
+    Arc::new(Schema::new_with_metadata(out, metadata))
 }
 
 /// Checks that `actual` has every field of `required` with the same type and a

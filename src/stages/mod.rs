@@ -5,6 +5,8 @@
 
 pub mod caption;
 pub mod decode_image;
+pub mod features;
+pub mod speak;
 
 use arrow::datatypes::SchemaRef;
 use serde::Deserialize;
@@ -21,6 +23,10 @@ pub enum StageConfig {
     DecodeImage(decode_image::DecodeImageConfig),
     /// The image at model size → BLIP caption, token ids, image embedding.
     Caption(caption::CaptionConfig),
+    /// Reference audio → log-mel features.
+    Features(features::FeaturesConfig),
+    /// Caption → spoken description (eSpeak NG).
+    Speak(speak::SpeakConfig),
 }
 
 impl StageConfig {
@@ -29,6 +35,8 @@ impl StageConfig {
         match self {
             StageConfig::DecodeImage(_) => decode_image::NAME,
             StageConfig::Caption(_) => caption::NAME,
+            StageConfig::Features(_) => features::NAME,
+            StageConfig::Speak(_) => speak::NAME,
         }
     }
 
@@ -37,6 +45,8 @@ impl StageConfig {
         match self {
             StageConfig::DecodeImage(c) => c.workers,
             StageConfig::Caption(c) => c.workers,
+            StageConfig::Features(c) => c.workers,
+            StageConfig::Speak(c) => c.workers,
         }
     }
 
@@ -45,6 +55,8 @@ impl StageConfig {
         match self {
             StageConfig::DecodeImage(c) => c.batch,
             StageConfig::Caption(c) => c.batch,
+            StageConfig::Features(c) => c.batch,
+            StageConfig::Speak(c) => c.batch,
         }
     }
 
@@ -53,6 +65,8 @@ impl StageConfig {
         match self {
             StageConfig::DecodeImage(c) => c.validate(),
             StageConfig::Caption(c) => c.validate(),
+            StageConfig::Features(c) => c.validate(),
+            StageConfig::Speak(c) => c.validate(),
         }
     }
 
@@ -61,14 +75,18 @@ impl StageConfig {
         match self {
             StageConfig::DecodeImage(_) => decode_image::input_schema(),
             StageConfig::Caption(_) => caption::input_schema(),
+            StageConfig::Features(_) => features::input_schema(),
+            StageConfig::Speak(_) => speak::input_schema(),
         }
     }
 
     /// The schema this stage emits, given a compatible input.
-    pub fn output_schema(&self, _input: &SchemaRef) -> SchemaRef {
+    pub fn output_schema(&self, input: &SchemaRef) -> SchemaRef {
         match self {
             StageConfig::DecodeImage(_) => decode_image::output_schema(),
             StageConfig::Caption(_) => caption::output_schema(),
+            StageConfig::Features(_) => features::output_schema(input),
+            StageConfig::Speak(_) => speak::output_schema(input),
         }
     }
 
@@ -77,7 +95,7 @@ impl StageConfig {
     pub fn model_dir(&self, cx: &BuildContext) -> Option<Result<std::path::PathBuf>> {
         match self {
             StageConfig::Caption(c) => Some(self.model_path_of(c, cx)),
-            StageConfig::DecodeImage(_) => None,
+            StageConfig::DecodeImage(_) | StageConfig::Features(_) | StageConfig::Speak(_) => None,
         }
     }
 
@@ -112,6 +130,8 @@ impl StageConfig {
                 Box::new(decode_image::DecodeImage::new(c, cx.model_image_size))
             }
             StageConfig::Caption(c) => Box::new(caption::Caption::new(c, self.model_path(cx)?)?),
+            StageConfig::Features(c) => Box::new(features::Features::new(c)),
+            StageConfig::Speak(c) => Box::new(speak::Speak::new(c)),
         })
     }
 }

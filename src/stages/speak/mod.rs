@@ -1,0 +1,179 @@
+//! `speak`: the caption read aloud by eSpeak NG (the screen-reader voice), as WAV bytes.
+//!
+//! Rows without a caption (failed upstream) pass with null audio. A synthesizer
+//! failure on one caption makes that record an error row.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, BinaryBuilder, Float32Builder, RecordBatch, StringArray, UInt32Builder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use serde::Deserialize;
+
+use crate::config::BatchConfig;
+use crate::dsp::wav::write_wav_pcm16;
+use crate::error::{Error, Result};
+use crate::pipeline::Stage;
+use crate::schema::{
+    append_fields, columns, error_columns, ok_mask, speech_fields, with_columns, ErrorKind,
+    RowError,
+};
+use crate::speech::Speaker;
+
+/// The stage's name.
+pub const NAME: &str = "speak";
+
+/// `[[stage]] type = "speak"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpeakConfig {
+    /// eSpeak NG voice.
+    #[serde(default = "voice")]
+    pub voice: String,
+    /// Words per minute.
+    #[serde(default = "rate")]
+    pub rate: u32,
+    /// Pitch 0-99.
+    #[serde(default = "pitch")]
+    pub pitch: u32,
+    /// Output sample rate.
+    #[serde(default = "sr")]
+    pub sample_rate: u32,
+    /// Captions longer than this are cut (characters) before speaking.
+    #[serde(default = "max_chars")]
+    pub max_chars: usize,
+    /// Worker threads (each runs its own synthesizer processes).
+    #[serde(default = "one")]
+    pub workers: usize,
+    /// Micro-batching override.
+    #[serde(default)]
+    pub batch: Option<BatchConfig>,
+}
+
+fn voice() -> String {
+    "en-us".into()
+}
+fn rate() -> u32 {
+    175
+}
+fn pitch() -> u32 {
+    50
+}
+fn sr() -> u32 {
+    16000
+}
+fn max_chars() -> usize {
+    500
+}
+fn one() -> usize {
+    1
+}
+
+impl SpeakConfig {
+    fn speaker(&self) -> Speaker {
+        Speaker {
+            voice: self.voice.clone(),
+            rate: self.rate,
+            pitch: self.pitch,
+            sample_rate: self.sample_rate,
+            ..Default::default()
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.max_chars == 0 {
+            return Err(Error::Config("max_chars must be at least 1".into()));
+        }
+        self.speaker().validate()
+    }
+}
+
+/// What the stage reads: a caption column.
+pub fn input_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new(columns::ID, DataType::Utf8, false),
+        Field::new(columns::CAPTION, DataType::Utf8, true),
+        Field::new(columns::STATUS, DataType::Utf8, false),
+        Field::new(columns::ERROR_KIND, DataType::Utf8, true),
+        Field::new(columns::ERROR, DataType::Utf8, true),
+    ]))
+}
+
+/// What the stage emits: its input plus the speech columns.
+pub fn output_schema(input: &SchemaRef) -> SchemaRef {
+    append_fields(input, speech_fields())
+}
+
+/// The running stage.
+#[derive(Debug)]
+pub struct Speak {
+    speaker: Speaker,
+    max_chars: usize,
+}
+
+impl Speak {
+    /// Builds the stage.
+    pub fn new(cfg: &SpeakConfig) -> Self {
+        Speak {
+            speaker: cfg.speaker(),
+            max_chars: cfg.max_chars,
+        }
+    }
+}
+
+impl Stage for Speak {
+    fn process(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<()> {
+        let n = batch.num_rows();
+        let ok = ok_mask(&batch)?;
+        let text = |name: &str| {
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned())
+                .ok_or_else(|| Error::Runtime(format!("speak input lacks {name:?}")))
+        };
+        let captions = text(columns::CAPTION)?;
+        let ids = text(columns::ID)?;
+        let mut wav = BinaryBuilder::new();
+        let mut rate = UInt32Builder::with_capacity(n);
+        let mut secs = Float32Builder::with_capacity(n);
+        let mut errors: Vec<Option<RowError>> = vec![None; n];
+        for i in 0..n {
+            if ok[i] && captions.is_valid(i) && !captions.value(i).trim().is_empty() {
+                let t: String = captions.value(i).chars().take(self.max_chars).collect();
+                match self.speaker.speak(&t) {
+                    Ok(y) => {
+                        wav.append_value(write_wav_pcm16(&y, self.speaker.sample_rate));
+                        rate.append_value(self.speaker.sample_rate);
+                        secs.append_value(y.len() as f32 / self.speaker.sample_rate as f32);
+                        continue;
+                    }
+                    Err(e) => {
+                        errors[i] = Some(RowError::new(
+                            ErrorKind::Speech,
+                            format!("record {}: {e}", ids.value(i)),
+                        ));
+                    }
+                }
+            }
+            wav.append_null();
+            rate.append_null();
+            secs.append_null();
+        }
+        let [status, kind, message] = error_columns(&batch, &errors)?;
+        let replace: Vec<(&str, ArrayRef)> = vec![
+            (columns::STATUS, status),
+            (columns::ERROR_KIND, kind),
+            (columns::ERROR, message),
+            (columns::SPEECH_WAV, Arc::new(wav.finish())),
+            (columns::SPEECH_SAMPLE_RATE, Arc::new(rate.finish())),
+            (columns::SPEECH_SECONDS, Arc::new(secs.finish())),
+        ];
+        out.push(with_columns(
+            &batch,
+            output_schema(&batch.schema()),
+            replace,
+        )?);
+        Ok(())
+    }
+}
