@@ -17,11 +17,15 @@ use capstream::speech::Speaker;
 /// Definitions follow librosa 0.11 (`feature.melspectrogram`, `power_to_db`).
 #[derive(Debug, Args)]
 pub struct FeaturesArgs {
-    /// Input WAV (PCM 8/16/24/32 or float; channels are averaged).
-    input: PathBuf,
-    /// Output `.npy`.
+    /// Input WAV files (PCM 8/16/24/32 or float; channels are averaged).
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Output `.npy` (one input).
+    #[arg(long, conflicts_with = "out_dir")]
+    out: Option<PathBuf>,
+    /// Output folder: `<stem>.npy` per input (several inputs).
     #[arg(long)]
-    out: PathBuf,
+    out_dir: Option<PathBuf>,
     /// Analysis rate; the file is resampled first when it differs.
     #[arg(long, default_value_t = 16000)]
     sr: u32,
@@ -63,15 +67,6 @@ pub struct FeaturesArgs {
 }
 
 pub fn features(a: FeaturesArgs) -> Result<ExitCode> {
-    let bytes =
-        std::fs::read(&a.input).with_context(|| format!("reading {}", a.input.display()))?;
-    let audio = read_wav(&bytes, a.max_seconds).with_context(|| a.input.display().to_string())?;
-    let mut y = audio.mono();
-    if audio.sample_rate != a.sr {
-        y = resample(&[y], audio.sample_rate, a.sr, a.resample_quality)
-            .map_err(anyhow::Error::msg)?
-            .remove(0);
-    }
     let win = a.win.unwrap_or(a.n_fft);
     if win > a.n_fft || a.hop == 0 || a.n_mels == 0 {
         bail!("need 0 < hop, 0 < n_mels and win <= n_fft");
@@ -96,14 +91,58 @@ pub fn features(a: FeaturesArgs) -> Result<ExitCode> {
         norm,
         power: a.power,
     };
-    let (mut mel, frames) = melspectrogram(&y, &p);
+    let outputs: Vec<PathBuf> = match (&a.out, &a.out_dir) {
+        (Some(o), None) if a.inputs.len() == 1 => vec![o.clone()],
+        (None, Some(d)) => {
+            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+            a.inputs
+                .iter()
+                .map(|i| {
+                    d.join(i.file_stem().unwrap_or_default())
+                        .with_extension("npy")
+                })
+                .collect()
+        }
+        _ => bail!("give --out for one input or --out-dir for several"),
+    };
+    let mut failures = 0;
+    for (input, out) in a.inputs.iter().zip(&outputs) {
+        match one_file(&a, &p, input, out) {
+            Ok(frames) => println!("{}: ({}, {frames}) float32", out.display(), a.n_mels),
+            Err(e) => {
+                failures += 1;
+                eprintln!("{}: {e:#}", input.display());
+            }
+        }
+    }
+    Ok(if failures > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn one_file(
+    a: &FeaturesArgs,
+    p: &MelParams,
+    input: &std::path::Path,
+    out: &std::path::Path,
+) -> Result<usize> {
+    let bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
+    let audio = read_wav(&bytes, a.max_seconds)?;
+    let mut y = audio.mono();
+    if audio.sample_rate != a.sr {
+        y = resample(&[y], audio.sample_rate, a.sr, a.resample_quality)
+            .map_err(anyhow::Error::msg)?
+            .remove(0);
+    }
+    let (mut mel, frames) = melspectrogram(&y, p);
     if a.db {
         mel = power_to_db(&mel, DbRef::Value(1.0), 1e-10, Some(a.top_db));
     }
-    std::fs::write(&a.out, encode_f32(&mel, &[a.n_mels, frames]))
-        .with_context(|| format!("writing {}", a.out.display()))?;
-    println!("{}: ({}, {frames}) float32", a.out.display(), a.n_mels);
-    Ok(ExitCode::SUCCESS)
+    std::fs::write(out, encode_f32(&mel, &[a.n_mels, frames]))
+        .with_context(|| format!("writing {}", out.display()))?;
+    Ok(frames)
 }
 
 /// Speak a text with eSpeak NG into a 16-bit WAV file.
