@@ -32,7 +32,8 @@ demo: build
 	$(CAPSTREAM) run --pipeline pipelines/default.toml --input tests/fixtures/images --output $(DEMO_OUT)/rows
 	@echo
 	@echo "demo results:"
-	@echo "  rows (Parquet): $(ROOT)/$(DEMO_OUT)/rows/"
+	@echo "  rows (Parquet):         $(ROOT)/$(DEMO_OUT)/rows/part-*.parquet"
+	@echo "  spoken captions (WAV):  $(ROOT)/$(DEMO_OUT)/rows/wav/"
 
 # Regenerate the committed fixtures with transformers (needs only the venv).
 fixtures: setup

@@ -44,6 +44,10 @@ pub struct ParquetSinkConfig {
     /// A file is committed once its row groups reach this many bytes.
     #[serde(default = "default_file_bytes")]
     pub max_file_bytes: usize,
+    /// Also write every `*_wav` column as `wav/<id>.<column>.wav` beside the Parquet,
+    /// for listening without tools.
+    #[serde(default)]
+    pub write_wav: bool,
 }
 
 fn default_level() -> i32 {
@@ -211,8 +215,53 @@ impl ParquetSink {
     }
 }
 
+impl ParquetSink {
+    /// Writes the WAV columns of `batch` as files (temp name, then rename).
+    fn write_wavs(&self, batch: &RecordBatch) -> Result<()> {
+        let ids = batch
+            .column_by_name(columns::ID)
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+            .ok_or_else(|| Error::Runtime("sink input lacks id".into()))?;
+        let dir = self.dir.join("wav");
+        for (field, col) in batch.schema().fields().iter().zip(batch.columns()) {
+            let Some(wavs) = col.as_any().downcast_ref::<arrow::array::BinaryArray>() else {
+                continue;
+            };
+            let Some(stem) = field.name().strip_suffix("_wav") else {
+                continue;
+            };
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+            for i in 0..batch.num_rows() {
+                if wavs.is_null(i) {
+                    continue;
+                }
+                // Ids are hashes or user strings: keep them file-name safe.
+                let id: String = ids
+                    .value(i)
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                            c
+                        } else {
+                            '_'
+                        }
+                    })
+                    .collect();
+                let path = dir.join(format!("{id}.{stem}.wav"));
+                let tmp = dir.join(format!(".{id}.{stem}.wav.tmp"));
+                std::fs::write(&tmp, wavs.value(i)).map_err(|e| Error::io(&tmp, e))?;
+                std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Sink for ParquetSink {
     fn write(&mut self, batch: &RecordBatch) -> Result<Vec<Commit>> {
+        if self.cfg.write_wav {
+            self.write_wavs(batch)?;
+        }
         let mut commits = Vec::new();
         let mut offset = 0;
         while offset < batch.num_rows() {

@@ -1,0 +1,270 @@
+#!/usr/bin/env bash
+# Audio front end: capstream `features` (log-mel, librosa definitions) against librosa
+# 0.11 per core, output parity, and real-time factors of `capstream speak` vs espeak-ng.
+#
+#   bash benches/audio/bench.sh            (from the repository root)
+#
+# Needs target/release/capstream (cargo build --release), .venv with librosa, soundfile,
+# scipy, numpy, and espeak-ng on PATH. Writes the markdown section to stdout and to
+# benches/audio/RESULTS.md.
+# Env: CAPSTREAM (binary), PYTHON (interpreter), BENCH_DATA (cache dir),
+#      BENCH_COUNT (clips, default 200), BENCH_RUNS (default 2, best is kept),
+#      SPEAK_REPS (runs per sentence, default 2, best is kept).
+# Before every timed run it waits (polling, up to 20 min) while a cargo/rustc process
+# runs on the machine, and reports any wait in the results.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+
+BIN=${CAPSTREAM:-target/release/capstream}
+PY=${PYTHON:-.venv/bin/python}
+DATA=${BENCH_DATA:-target/bench-data/audio}
+COUNT=${BENCH_COUNT:-200}
+RUNS=${BENCH_RUNS:-2}
+SPEAK_REPS=${SPEAK_REPS:-2}
+CLIPS=$DATA/clips
+HELPER=benches/audio/bench.py
+RESULTS=benches/audio/RESULTS.md
+FEAT_ARGS=(--sr 16000 --n-fft 1024 --hop 256 --n-mels 80 --db)
+
+[[ -x $BIN ]] || { echo "no $BIN: run cargo build --release first" >&2; exit 1; }
+[[ -x $PY ]] || { echo "no $PY: create the venv first" >&2; exit 1; }
+command -v espeak-ng >/dev/null || { echo "espeak-ng not on PATH" >&2; exit 1; }
+
+PIN=()
+if command -v taskset >/dev/null && taskset -c 0 true 2>/dev/null; then
+    PIN=(taskset -c 0)
+else
+    echo "warning: taskset -c 0 unavailable; single-core runs are not pinned" >&2
+fi
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/capstream-audio-bench.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+
+# --- waiting for a concurrent build ------------------------------------------------
+WAIT_NOTES=()
+build_busy() { pgrep -x rustc >/dev/null || pgrep cargo >/dev/null; }
+# wait_idle LABEL: poll every 10 s, at most 20 min, while cargo/rustc runs.
+wait_idle() {
+    local label=$1 t0 t1 waited
+    t0=$(date +%s)
+    while build_busy && (($(date +%s) - t0 < 1200)); do sleep 10; done
+    t1=$(date +%s)
+    waited=$((t1 - t0))
+    if build_busy; then
+        echo "  WARNING: cargo/rustc still running after ${waited}s; timing $label anyway" >&2
+        WAIT_NOTES+=("before $label: waited ${waited}s, build still running (timing contaminated)")
+    elif ((waited > 0)); then
+        echo "  waited ${waited}s for cargo/rustc before $label" >&2
+        WAIT_NOTES+=("before $label: waited ${waited}s for cargo/rustc to finish")
+    fi
+}
+
+# --- 1. data ---------------------------------------------------------------------
+"$PY" "$HELPER" gen "$CLIPS" --count "$COUNT"
+mapfile -t FILES < <(find "$CLIPS" -name '*.wav' | sort)
+n_files=${#FILES[@]}
+read -r audio_s n16 nres mb < <("$PY" - "$CLIPS" <<'EOF'
+import json, sys
+from pathlib import Path
+m = json.loads((Path(sys.argv[1]) / "manifest.json").read_text())
+c = m["clips"]
+size = sum((Path(sys.argv[1]) / x["file"]).stat().st_size for x in c)
+print(f'{sum(x["seconds"] for x in c):.1f} {sum(x["sr"] == 16000 for x in c)} '
+      f'{sum(x["sr"] != 16000 for x in c)} {size / 2**20:.0f}')
+EOF
+)
+mix=$("$PY" - "$CLIPS" <<'EOF'
+import json, sys, collections
+from pathlib import Path
+c = json.loads((Path(sys.argv[1]) / "manifest.json").read_text())["clips"]
+sr = collections.Counter(x["sr"] for x in sorted(c, key=lambda x: x["sr"]))
+print(", ".join(f"{k / 1000:g} kHz x{v}" for k, v in sr.items())
+      + f'; {sum(x["channels"] == 2 for x in c)} stereo; {sum(x["subtype"] == "FLOAT" for x in c)} float32, '
+      + f'{sum(x["subtype"] == "PCM_16" for x in c)} PCM16')
+EOF
+)
+cat "${FILES[@]}" >/dev/null  # page cache
+
+# --- 2. capstream ----------------------------------------------------------------
+CS_OUT=$WORK/capstream
+# best_capstream LABEL [prefix command...]: best wall clock of $RUNS runs -> BEST.
+best_capstream() {
+    local label=$1 t0 t1 dt r
+    shift
+    BEST=
+    for ((r = 1; r <= RUNS; r++)); do
+        rm -rf "$CS_OUT"
+        wait_idle "capstream $label run $r"
+        t0=$(now)
+        if ! "$@" "$BIN" features "${FILES[@]}" --out-dir "$CS_OUT" "${FEAT_ARGS[@]}" \
+            >"$WORK/cs.log" 2>"$WORK/cs.err"; then
+            echo "capstream ($label) failed:" >&2
+            tail -n 20 "$WORK/cs.err" >&2
+            exit 1
+        fi
+        t1=$(now)
+        dt=$(elapsed "$t0" "$t1")
+        echo "  capstream $label run $r: ${dt}s" >&2
+        if build_busy; then
+            WAIT_NOTES+=("capstream $label run $r: cargo/rustc running when it ended")
+        fi
+        if [[ -z $BEST ]] || awk -v a="$dt" -v b="$BEST" 'BEGIN { exit !(a < b) }'; then
+            BEST=$dt
+        fi
+    done
+    n_out=$(find "$CS_OUT" -name '*.npy' | wc -l)
+    [[ $n_out == "$n_files" ]] || echo "warning: capstream wrote $n_out of $n_files outputs" >&2
+}
+
+echo "== capstream features ($BIN, $RUNS runs each, best kept)" >&2
+wait_idle "capstream start-up"
+startup=
+for r in 1 2 3; do
+    t0=$(now)
+    "${PIN[@]}" "$BIN" --version >/dev/null
+    t1=$(now)
+    dt=$(elapsed "$t0" "$t1")
+    if [[ -z $startup ]] || awk -v a="$dt" -v b="$startup" 'BEGIN { exit !(a < b) }'; then startup=$dt; fi
+done
+best_capstream "unpinned"
+cs_free=$BEST
+best_capstream "${PIN[*]:-unpinned}" "${PIN[@]}"
+cs_pin=$BEST  # outputs of this (last) run are the ones compared
+
+# --- 3. librosa ------------------------------------------------------------------
+echo "== librosa (${PIN[*]:-unpinned}, one process, warm-up untimed, $RUNS runs, best kept)" >&2
+LR_OUT=$WORK/librosa
+lr_json=$("${PIN[@]}" "$PY" "$HELPER" librosa "$CLIPS" "$LR_OUT" --runs "$RUNS")
+echo "  $lr_json" >&2
+field() { "$PY" -c 'import json,sys; v=json.loads(sys.argv[1]); [v:=v[k] for k in sys.argv[2:]]; print(v)' "$@"; }
+lr_s=$(field "$lr_json" best_s)
+while IFS= read -r note; do [[ -n $note ]] && WAIT_NOTES+=("$note"); done < <(
+    "$PY" -c 'import json,sys
+for w in json.loads(sys.argv[1])["waits"]:
+    if "before" in w: print(f"before {w[\"before\"]}: waited {w[\"waited_s\"]:.0f}s for cargo/rustc" + (" (still running: contaminated)" if w["still_busy"] else ""))
+    else: print(f"{w[\"after\"]}: cargo/rustc running when it ended")' "$lr_json")
+
+echo "== parity" >&2
+cmp_json=$("$PY" "$HELPER" compare "$CLIPS" "$CS_OUT" "$LR_OUT")
+echo "  $cmp_json" >&2
+
+# --- 4. speech -------------------------------------------------------------------
+echo "== speech (${PIN[*]:-unpinned}, $SPEAK_REPS runs per sentence, best kept)" >&2
+wait_idle "speech"
+sp_args=(--reps "$SPEAK_REPS")
+((${#PIN[@]})) && sp_args+=(--pin)
+sp_json=$("$PY" "$HELPER" speak "$BIN" "${sp_args[@]}")
+while IFS= read -r note; do [[ -n $note ]] && WAIT_NOTES+=("$note"); done < <(
+    "$PY" -c 'import json,sys
+for w in json.loads(sys.argv[1])["waits"]:
+    if "before" in w: print(f"before {w[\"before\"]}: waited {w[\"waited_s\"]:.0f}s for cargo/rustc")
+    else: print(f"{w[\"after\"]}: cargo/rustc running when it ended")' "$sp_json")
+
+# --- 5. report -------------------------------------------------------------------
+cps() { awk -v n="$n_files" -v s="$1" 'BEGIN { printf "%.1f", n / s }'; }
+xrt() { awk -v a="$audio_s" -v s="$1" 'BEGIN { printf "%.0f", a / s }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b / a }'; }
+f3() { awk -v v="$1" 'BEGIN { printf "%.3g", v }'; }
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+dirty=$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo "+dirty")
+
+same_max=$(field "$cmp_json" same_rate max_abs)
+same_n=$(field "$cmp_json" same_rate clips)
+same_shape=$(field "$cmp_json" same_rate shape_mismatch)
+res_n=$(field "$cmp_json" resampled clips)
+res_eq=$(field "$cmp_json" resampled frames_equal)
+res_med=$(field "$cmp_json" resampled median_abs)
+res_mean=$(field "$cmp_json" resampled mean_abs)
+res_p99=$(field "$cmp_json" resampled p99_abs)
+res_max=$(field "$cmp_json" resampled max_abs)
+res_frac=$(field "$cmp_json" resampled frac_over_1db)
+res_pb_med=$(field "$cmp_json" resampled median_abs_passband)
+res_pb_p99=$(field "$cmp_json" resampled p99_abs_passband)
+res_pb_max=$(field "$cmp_json" resampled max_abs_passband)
+res_pb_int=$(field "$cmp_json" resampled max_abs_passband_interior)
+by_sr=$("$PY" -c 'import json,sys
+b = json.loads(sys.argv[1])["resampled"]["by_sr"]
+for k in sorted(b, key=int):
+    v = b[k]
+    print(f"| {int(k)/1000:g} kHz | {v[\"clips\"]} | {v[\"median_of_clip_medians\"]:.3g} | {v[\"max\"]:.3g} |")' "$cmp_json")
+worst=$("$PY" -c 'import json,sys
+w = json.loads(sys.argv[1])["resampled"]["worst"]
+print(f"{w[\"clip\"]}, band {w[\"band\"]} (~{w[\"band_hz\"]} Hz), frame {w[\"frame\"]}: capstream {w[\"capstream\"]:.2f} dB, librosa {w[\"librosa\"]:.2f} dB" if w else "-")' "$cmp_json")
+worst_pb=$("$PY" -c 'import json,sys
+w = json.loads(sys.argv[1])["resampled"]["worst_passband"]
+print(f"{w[\"clip\"]}, band {w[\"band\"]} (~{w[\"band_hz\"]} Hz), frame {w[\"frame\"]}" if w else "-")' "$cmp_json")
+frames_diff=$("$PY" -c 'import json,sys
+d = json.loads(sys.argv[1])["resampled"]["frames_diff"]
+print("none" if not d else "; ".join(f"{s}: {a} vs {b}" for s, a, b in d[:5]) + (" ..." if len(d) > 5 else ""))' "$cmp_json")
+sp() { field "$sp_json" "$@"; }
+sp_rows=$("$PY" -c 'import json,sys
+for r in json.loads(sys.argv[1])["rows"]:
+    print(f"| {r[\"i\"]} | {r[\"chars\"]} | {r[\"audio_s\"]:.2f} | {r[\"capstream_s\"]*1000:.0f} | {r[\"rtf_capstream\"]:.4f} | {r[\"espeak_s\"]*1000:.0f} | {r[\"rtf_espeak\"]:.4f} |")' "$sp_json")
+if ((${#WAIT_NOTES[@]})); then
+    waits=$(printf -- '- %s\n' "${WAIT_NOTES[@]}")
+else
+    waits="- none: no cargo/rustc process was running before any timed run"
+fi
+
+section=$(cat <<EOF
+## Audio: capstream features vs librosa, and capstream speak vs espeak-ng
+
+Command: \`bash benches/audio/bench.sh\`   Date: $(date -u +%Y-%m-%dT%H:%MZ)
+Machine: $cpu, nproc=$(nproc), $(uname -sr), no GPU
+Versions: $("$BIN" --version) (git $(git rev-parse --short HEAD 2>/dev/null || echo "?")$dirty, binary built $(date -u -r "$BIN" +%Y-%m-%dT%H:%MZ)), librosa $(field "$lr_json" librosa), soxr $(field "$lr_json" soxr), numba $(field "$lr_json" numba), numpy $(field "$lr_json" numpy), scipy $(field "$lr_json" scipy), soundfile $(field "$lr_json" soundfile) (libsndfile $(field "$lr_json" libsndfile)), Python $(field "$lr_json" python), $(sp espeak | cut -d' ' -f1-4)
+Input: $n_files synthetic WAV clips (seeded; tones, chirps, noise), ${audio_s} s of audio in all, 1-10 s each, ${mb} MiB; $mix.
+Features: 16 kHz, n_fft 1024, hop 256, 80 Slaney mels, power 2, dB (ref 1, amin 1e-10, top_db 80), center with zero padding; clips at other rates are resampled first (capstream: rubato sinc, quality balanced; librosa: soxr_hq).
+capstream: one process for all clips (\`features CLIP... --out-dir DIR ${FEAT_ARGS[*]}\`), whole-process wall clock including start-up (${startup}s for \`--version\` alone). librosa: one Python process, imports and warm-up (numba JIT, $(field "$lr_json" warmup_s)s) untimed; read + mono + resample + mel + dB + \`np.save\` per clip. OMP/MKL/OpenBLAS/numba threads = 1. Best of $RUNS runs.
+
+| what | cores | seconds | clips/s | x real time | vs librosa |
+|---|---|---|---|---|---|
+| capstream features, ${PIN[*]:-unpinned} | 1 | $cs_pin | $(cps "$cs_pin") | $(xrt "$cs_pin") | $(ratio "$cs_pin" "$lr_s")x |
+| capstream features, unpinned | 1 thread, free to move | $cs_free | $(cps "$cs_free") | $(xrt "$cs_free") | $(ratio "$cs_free" "$lr_s")x |
+| librosa 0.11, ${PIN[*]:-unpinned} | 1 | $lr_s | $(cps "$lr_s") | $(xrt "$lr_s") | 1.00x |
+
+Per-core ratio (capstream pinned / librosa pinned): **$(ratio "$cs_pin" "$lr_s")x** clips/s. Without capstream's start-up: $(awk -v h="$lr_s" -v s="$cs_pin" -v u="$startup" 'BEGIN { printf "%.2f", h / (s - u) }')x.
+Runs: capstream unpinned/pinned best of $RUNS; librosa runs $(field "$lr_json" runs) s.
+
+Parity (capstream .npy vs librosa .npy, dB):
+
+- 16 kHz clips (no resampling): $same_n clips, shape mismatches $same_shape, **max abs difference $(f3 "$same_max") dB** (target < 1e-3).
+- Resampled clips: $res_n clips, frame counts equal in $res_eq/$res_n (differences: $frames_diff); abs difference over all cells: median $(f3 "$res_med") dB, mean $(f3 "$res_mean") dB, p99 $(f3 "$res_p99") dB, max $(f3 "$res_max") dB; $(awk -v v="$res_frac" 'BEGIN { printf "%.2f", 100 * v }')% of cells differ by more than 1 dB.
+  Largest: $worst.
+  Passband only (mel bands whose upper edge is below 85% of the lower of the source and target Nyquist, i.e. outside both resamplers' transition bands): median $(f3 "$res_pb_med") dB, p99 $(f3 "$res_pb_p99") dB, max $(f3 "$res_pb_max") dB ($worst_pb); excluding the first and last 4 frames (windows that reach past the clip edges): max $(f3 "$res_pb_int") dB.
+
+| source rate | clips | median of per-clip median abs diff (dB) | max abs diff (dB) |
+|---|---|---|---|
+$by_sr
+
+Speech, ${PIN[*]:-unpinned}, $(sp n) caption-like sentences, best of $SPEAK_REPS per sentence; RTF = process wall clock / audio seconds (lower is faster).
+\`capstream speak "TEXT" --out X.wav\` (espeak-ng 22.05 kHz, resampled to 16 kHz, PCM16 WAV) against \`espeak-ng $(printf '%s ' -v en-us -s 175 -p 50)--stdout "TEXT" >/dev/null\` (the same voice, rate and pitch capstream passes).
+
+| what | mean s / sentence | mean RTF | median RTF |
+|---|---|---|---|
+| capstream speak | $(f3 "$(sp mean_capstream_s)") | $(f3 "$(sp rtf_capstream_mean)") | $(f3 "$(sp rtf_capstream_median)") |
+| espeak-ng alone | $(f3 "$(sp mean_espeak_s)") | $(f3 "$(sp rtf_espeak_mean)") | $(f3 "$(sp rtf_espeak_median)") |
+
+Mean audio per sentence $(f3 "$(sp mean_audio_s)") s. Wrapper overhead: $(awk -v v="$(sp overhead_mean_s)" 'BEGIN { printf "%.0f", v * 1000 }') ms per sentence on average, of which process start-up (\`capstream --version\`, ${PIN[*]:-unpinned}) is $(awk -v v="$(sp startup_s)" 'BEGIN { printf "%.0f", v * 1000 }') ms. Largest audio length difference capstream vs espeak-ng: $(f3 "$(sp audio_len_max_diff_s)") s.
+
+<details><summary>Per sentence</summary>
+
+| # | chars | audio s | capstream ms | RTF | espeak-ng ms | RTF |
+|---|---|---|---|---|---|---|
+$sp_rows
+
+</details>
+
+Waits for the concurrent CI build (cargo/rustc) before timed runs:
+$waits
+EOF
+)
+
+echo
+echo "$section"
+echo "$section" >"$RESULTS"
+echo "(written to $RESULTS)" >&2
