@@ -106,3 +106,14 @@ fn unknown_key_in_a_file_is_named() {
         "{err}"
     );
 }
+
+#[test]
+fn prometheus_config_in_deploy_is_valid() {
+    // promtool ships with Debian's prometheus package, which .ci/setup installs.
+    let out = std::process::Command::new("promtool")
+        .args(["check", "config"])
+        .arg(repo().join("deploy/prometheus/prometheus.yml"))
+        .output()
+        .expect("promtool (Debian package prometheus) is installed by .ci/setup");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
