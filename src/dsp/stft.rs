@@ -53,13 +53,16 @@ impl Spectrogram {
         let mut out = vec![0f64; self.bins * self.frames];
         for t in 0..self.frames {
             for f in 0..self.bins {
-                let m = self.data[t * self.bins + f].norm();
-                out[f * self.frames + t] = if power == 1.0 {
-                    m
-                } else if power == 2.0 {
-                    m * m
+                let c = self.data[t * self.bins + f];
+                // |X|² without hypot's overflow care: FFT outputs of audio are far
+                // from f64's range, and this is the hot loop of every mel spectrogram.
+                let p2 = c.re * c.re + c.im * c.im;
+                out[f * self.frames + t] = if power == 2.0 {
+                    p2
+                } else if power == 1.0 {
+                    p2.sqrt()
                 } else {
-                    m.powf(power)
+                    p2.powf(power / 2.0)
                 };
             }
         }
