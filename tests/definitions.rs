@@ -115,5 +115,9 @@ fn prometheus_config_in_deploy_is_valid() {
         .arg(repo().join("deploy/prometheus/prometheus.yml"))
         .output()
         .expect("promtool (Debian package prometheus) is installed by .ci/setup");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
