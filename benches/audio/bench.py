@@ -168,21 +168,33 @@ def run_librosa(args):
     import soundfile as sf
     import soxr
 
-    files = sorted(Path(args.dir).glob("*.wav"))
+    files = sorted(Path(args.dir).glob(args.glob))
     out = Path(args.out)
+    stage = {}
+
+    def tick(name, t0):
+        t1 = time.perf_counter()
+        stage[name] = stage.get(name, 0.0) + t1 - t0
+        return t1
     out.mkdir(parents=True, exist_ok=True)
 
     def one(path):
+        t = time.perf_counter()
         y, sr = sf.read(path, dtype="float32")
         if y.ndim > 1:
             y = y.mean(axis=1)
+        t = tick("read+mono", t)
         if sr != TARGET_SR:
             y = librosa.resample(y, orig_sr=sr, target_sr=TARGET_SR)
+            t = tick("resample", t)
         S = librosa.feature.melspectrogram(
             y=y, sr=TARGET_SR, n_fft=N_FFT, hop_length=HOP, n_mels=N_MELS, center=True,
             pad_mode="constant", power=2.0, htk=False, norm="slaney")
+        t = tick("melspectrogram", t)
         S = librosa.power_to_db(S, ref=1.0, amin=1e-10, top_db=80.0)
+        t = tick("power_to_db", t)
         np.save(out / (path.stem + ".npy"), S)
+        tick("np.save", t)
 
     # Warm-up (untimed): one resampled clip and one at 16 kHz, so numba, the mel
     # filterbank cache and soxr are all initialised.
@@ -193,21 +205,24 @@ def run_librosa(args):
         one(f)
     warm_s = time.perf_counter() - t0
 
-    waits, times = [], []
+    waits, times, stages = [], [], []
     for r in range(args.runs):
-        wait_idle(f"librosa run {r + 1}", waits)
+        wait_idle(f"librosa run {r + 1}{args.label}", waits)
+        stage.clear()
         t0 = time.perf_counter()
         for f in files:
             one(f)
         dt = time.perf_counter() - t0
         busy_after = bool(build_busy())
         times.append(round(dt, 3))
-        print(f"  librosa run {r + 1}: {dt:.3f}s" + ("  (cargo/rustc running at end!)" if busy_after else ""),
+        stages.append({k: round(v, 3) for k, v in stage.items()})
+        print(f"  librosa run {r + 1}{args.label}: {dt:.3f}s" + ("  (cargo/rustc running at end!)" if busy_after else ""),
               file=sys.stderr)
         if busy_after:
-            waits.append({"after": f"librosa run {r + 1}", "busy_at_end": True})
+            waits.append({"after": f"librosa run {r + 1}{args.label}", "busy_at_end": True})
     print(json.dumps({
-        "best_s": min(times), "runs": times, "files": len(files), "warmup_s": round(warm_s, 3),
+        "best_s": min(times), "runs": times, "stages_best": stages[times.index(min(times))],
+        "files": len(files), "warmup_s": round(warm_s, 3),
         "waits": waits, "librosa": librosa.__version__, "numpy": np.__version__,
         "scipy": scipy.__version__, "soxr": soxr.__version__, "numba": numba.__version__,
         "soundfile": sf.__version__, "libsndfile": sf.__libsndfile_version__,
@@ -392,6 +407,48 @@ def speak(args):
     }))
 
 
+# --------------------------------------------------------------------------- formatting
+
+
+def fmt(args):
+    """Markdown fragments from the JSON the other subcommands print (for bench.sh)."""
+    v = json.loads(args.json)
+    k = args.kind
+    if k == "waits":
+        for w in v["waits"]:
+            if "before" in w:
+                print("before %s: waited %.0fs for cargo/rustc%s" % (
+                    w["before"], w["waited_s"], " (still running: timing contaminated)" if w["still_busy"] else ""))
+            else:
+                print("%s: cargo/rustc running when it ended" % w["after"])
+    elif k == "by_sr":
+        b = v["resampled"]["by_sr"]
+        for sr in sorted(b, key=int):
+            x = b[sr]
+            print("| %g kHz | %d | %.3g | %.3g |" % (int(sr) / 1000, x["clips"], x["median_of_clip_medians"], x["max"]))
+    elif k in ("worst", "worst_pb"):
+        w = v["resampled"]["worst" if k == "worst" else "worst_passband"]
+        if not w:
+            print("-")
+        else:
+            print("%s, band %d (~%d Hz), frame %d: capstream %.2f dB, librosa %.2f dB" % (
+                w["clip"], w["band"], w["band_hz"], w["frame"], w["capstream"], w["librosa"]))
+    elif k == "frames_diff":
+        d = v["resampled"]["frames_diff"]
+        print("none" if not d else "; ".join("%s: %d vs %d" % tuple(x) for x in d[:5]) + (" ..." if len(d) > 5 else ""))
+    elif k == "stages":
+        st = v["stages_best"]
+        print(", ".join("%s %.2fs" % (n, t) for n, t in sorted(st.items(), key=lambda x: -x[1]))
+              + " (sum %.2fs of %.2fs)" % (sum(st.values()), v["best_s"]))
+    elif k == "sp_rows":
+        for r in v["rows"]:
+            print("| %d | %d | %.2f | %.0f | %.4f | %.0f | %.4f |" % (
+                r["i"], r["chars"], r["audio_s"], r["capstream_s"] * 1000, r["rtf_capstream"],
+                r["espeak_s"] * 1000, r["rtf_espeak"]))
+    else:
+        raise SystemExit(f"fmt: unknown kind {k}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -403,6 +460,8 @@ def main():
     lr.add_argument("dir")
     lr.add_argument("out")
     lr.add_argument("--runs", type=int, default=2)
+    lr.add_argument("--glob", default="*.wav", help="which clips in DIR")
+    lr.add_argument("--label", default="", help="suffix for run labels")
     c = sub.add_parser("compare")
     c.add_argument("dir")
     c.add_argument("capstream_out")
@@ -412,8 +471,11 @@ def main():
     s.add_argument("--reps", type=int, default=2)
     s.add_argument("--pin", action="store_true")
     s.add_argument("--n", type=int, default=len(SENTENCES), help="first N sentences (smoke tests)")
+    f = sub.add_parser("fmt")
+    f.add_argument("kind")
+    f.add_argument("json")
     a = p.parse_args()
-    {"gen": gen, "librosa": run_librosa, "compare": compare, "speak": speak}[a.cmd](a)
+    {"gen": gen, "librosa": run_librosa, "compare": compare, "speak": speak, "fmt": fmt}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ build_busy() { pgrep -x rustc >/dev/null || pgrep cargo >/dev/null; }
 # wait_idle LABEL: poll every 10 s, at most 20 min, while cargo/rustc runs.
 wait_idle() {
     local label=$1 t0 t1 waited
+    [[ -n ${BENCH_NO_WAIT:-} ]] && return 0  # smoke tests only
     t0=$(date +%s)
     while build_busy && (($(date +%s) - t0 < 1200)); do sleep 10; done
     t1=$(date +%s)
@@ -92,7 +93,10 @@ cat "${FILES[@]}" >/dev/null  # page cache
 
 # --- 2. capstream ----------------------------------------------------------------
 CS_OUT=$WORK/capstream
-# best_capstream LABEL [prefix command...]: best wall clock of $RUNS runs -> BEST.
+# best_capstream LABEL [prefix command...]: best wall clock of $RUNS runs over the clips
+# in SEL (default: all), with EXTRA appended to the arguments -> BEST.
+SEL=("${FILES[@]}")
+EXTRA=()
 best_capstream() {
     local label=$1 t0 t1 dt r
     shift
@@ -101,7 +105,7 @@ best_capstream() {
         rm -rf "$CS_OUT"
         wait_idle "capstream $label run $r"
         t0=$(now)
-        if ! "$@" "$BIN" features "${FILES[@]}" --out-dir "$CS_OUT" "${FEAT_ARGS[@]}" \
+        if ! "$@" "$BIN" features "${SEL[@]}" --out-dir "$CS_OUT" "${FEAT_ARGS[@]}" "${EXTRA[@]}" \
             >"$WORK/cs.log" 2>"$WORK/cs.err"; then
             echo "capstream ($label) failed:" >&2
             tail -n 20 "$WORK/cs.err" >&2
@@ -118,7 +122,7 @@ best_capstream() {
         fi
     done
     n_out=$(find "$CS_OUT" -name '*.npy' | wc -l)
-    [[ $n_out == "$n_files" ]] || echo "warning: capstream wrote $n_out of $n_files outputs" >&2
+    [[ $n_out == "${#SEL[@]}" ]] || echo "warning: capstream wrote $n_out of ${#SEL[@]} outputs" >&2
 }
 
 echo "== capstream features ($BIN, $RUNS runs each, best kept)" >&2
@@ -141,17 +145,41 @@ echo "== librosa (${PIN[*]:-unpinned}, one process, warm-up untimed, $RUNS runs,
 LR_OUT=$WORK/librosa
 lr_json=$("${PIN[@]}" "$PY" "$HELPER" librosa "$CLIPS" "$LR_OUT" --runs "$RUNS")
 echo "  $lr_json" >&2
+fmt() { "$PY" "$HELPER" fmt "$@"; }
 field() { "$PY" -c 'import json,sys; v=json.loads(sys.argv[1]); [v:=v[k] for k in sys.argv[2:]]; print(v)' "$@"; }
 lr_s=$(field "$lr_json" best_s)
-while IFS= read -r note; do [[ -n $note ]] && WAIT_NOTES+=("$note"); done < <(
-    "$PY" -c 'import json,sys
-for w in json.loads(sys.argv[1])["waits"]:
-    if "before" in w: print(f"before {w[\"before\"]}: waited {w[\"waited_s\"]:.0f}s for cargo/rustc" + (" (still running: contaminated)" if w["still_busy"] else ""))
-    else: print(f"{w[\"after\"]}: cargo/rustc running when it ended")' "$lr_json")
+while IFS= read -r note; do [[ -n $note ]] && WAIT_NOTES+=("$note"); done < <(fmt waits "$lr_json")
 
 echo "== parity" >&2
 cmp_json=$("$PY" "$HELPER" compare "$CLIPS" "$CS_OUT" "$LR_OUT")
 echo "  $cmp_json" >&2
+
+# --- 3b. where the time goes (diagnostics, pinned) ----------------------------------
+echo "== diagnostics (${PIN[*]:-unpinned})" >&2
+mapfile -t SEL < <(printf '%s\n' "${FILES[@]}" | grep '_16000_')
+n16sel=${#SEL[@]}
+best_capstream "16 kHz clips only, ${PIN[*]:-unpinned}" "${PIN[@]}"
+cs16=$BEST
+lr16_json=$("${PIN[@]}" "$PY" "$HELPER" librosa "$CLIPS" "$WORK/lr16" --runs "$RUNS" \
+    --glob '*_16000_*.wav' --label " (16 kHz clips only)")
+lr16=$(field "$lr16_json" best_s)
+while IFS= read -r note; do [[ -n $note ]] && WAIT_NOTES+=("$note"); done < <(fmt waits "$lr16_json")
+SEL=("${FILES[@]}")
+declare -A CSQ
+for q in fast high; do
+    EXTRA=(--resample-quality "$q")
+    best_capstream "--resample-quality $q, ${PIN[*]:-unpinned}" "${PIN[@]}"
+    CSQ[$q]=$BEST
+done
+EXTRA=()
+lr_stages=$(fmt stages "$lr_json")
+audio16=$("$PY" - "$CLIPS" <<'EOF2'
+import json, sys
+from pathlib import Path
+c = json.loads((Path(sys.argv[1]) / "manifest.json").read_text())["clips"]
+print(f'{sum(x["seconds"] for x in c if x["sr"] == 16000):.1f}')
+EOF2
+)
 
 # --- 4. speech -------------------------------------------------------------------
 echo "== speech (${PIN[*]:-unpinned}, $SPEAK_REPS runs per sentence, best kept)" >&2
@@ -159,11 +187,7 @@ wait_idle "speech"
 sp_args=(--reps "$SPEAK_REPS")
 ((${#PIN[@]})) && sp_args+=(--pin)
 sp_json=$("$PY" "$HELPER" speak "$BIN" "${sp_args[@]}")
-while IFS= read -r note; do [[ -n $note ]] && WAIT_NOTES+=("$note"); done < <(
-    "$PY" -c 'import json,sys
-for w in json.loads(sys.argv[1])["waits"]:
-    if "before" in w: print(f"before {w[\"before\"]}: waited {w[\"waited_s\"]:.0f}s for cargo/rustc")
-    else: print(f"{w[\"after\"]}: cargo/rustc running when it ended")' "$sp_json")
+while IFS= read -r note; do [[ -n $note ]] && WAIT_NOTES+=("$note"); done < <(fmt waits "$sp_json")
 
 # --- 5. report -------------------------------------------------------------------
 cps() { awk -v n="$n_files" -v s="$1" 'BEGIN { printf "%.1f", n / s }'; }
@@ -187,24 +211,12 @@ res_pb_med=$(field "$cmp_json" resampled median_abs_passband)
 res_pb_p99=$(field "$cmp_json" resampled p99_abs_passband)
 res_pb_max=$(field "$cmp_json" resampled max_abs_passband)
 res_pb_int=$(field "$cmp_json" resampled max_abs_passband_interior)
-by_sr=$("$PY" -c 'import json,sys
-b = json.loads(sys.argv[1])["resampled"]["by_sr"]
-for k in sorted(b, key=int):
-    v = b[k]
-    print(f"| {int(k)/1000:g} kHz | {v[\"clips\"]} | {v[\"median_of_clip_medians\"]:.3g} | {v[\"max\"]:.3g} |")' "$cmp_json")
-worst=$("$PY" -c 'import json,sys
-w = json.loads(sys.argv[1])["resampled"]["worst"]
-print(f"{w[\"clip\"]}, band {w[\"band\"]} (~{w[\"band_hz\"]} Hz), frame {w[\"frame\"]}: capstream {w[\"capstream\"]:.2f} dB, librosa {w[\"librosa\"]:.2f} dB" if w else "-")' "$cmp_json")
-worst_pb=$("$PY" -c 'import json,sys
-w = json.loads(sys.argv[1])["resampled"]["worst_passband"]
-print(f"{w[\"clip\"]}, band {w[\"band\"]} (~{w[\"band_hz\"]} Hz), frame {w[\"frame\"]}" if w else "-")' "$cmp_json")
-frames_diff=$("$PY" -c 'import json,sys
-d = json.loads(sys.argv[1])["resampled"]["frames_diff"]
-print("none" if not d else "; ".join(f"{s}: {a} vs {b}" for s, a, b in d[:5]) + (" ..." if len(d) > 5 else ""))' "$cmp_json")
+by_sr=$(fmt by_sr "$cmp_json")
+worst=$(fmt worst "$cmp_json")
+worst_pb=$(fmt worst_pb "$cmp_json")
+frames_diff=$(fmt frames_diff "$cmp_json")
 sp() { field "$sp_json" "$@"; }
-sp_rows=$("$PY" -c 'import json,sys
-for r in json.loads(sys.argv[1])["rows"]:
-    print(f"| {r[\"i\"]} | {r[\"chars\"]} | {r[\"audio_s\"]:.2f} | {r[\"capstream_s\"]*1000:.0f} | {r[\"rtf_capstream\"]:.4f} | {r[\"espeak_s\"]*1000:.0f} | {r[\"rtf_espeak\"]:.4f} |")' "$sp_json")
+sp_rows=$(fmt sp_rows "$sp_json")
 if ((${#WAIT_NOTES[@]})); then
     waits=$(printf -- '- %s\n' "${WAIT_NOTES[@]}")
 else
@@ -215,8 +227,8 @@ section=$(cat <<EOF
 ## Audio: capstream features vs librosa, and capstream speak vs espeak-ng
 
 Command: \`bash benches/audio/bench.sh\`   Date: $(date -u +%Y-%m-%dT%H:%MZ)
-Machine: $cpu, nproc=$(nproc), $(uname -sr), no GPU
-Versions: $("$BIN" --version) (git $(git rev-parse --short HEAD 2>/dev/null || echo "?")$dirty, binary built $(date -u -r "$BIN" +%Y-%m-%dT%H:%MZ)), librosa $(field "$lr_json" librosa), soxr $(field "$lr_json" soxr), numba $(field "$lr_json" numba), numpy $(field "$lr_json" numpy), scipy $(field "$lr_json" scipy), soundfile $(field "$lr_json" soundfile) (libsndfile $(field "$lr_json" libsndfile)), Python $(field "$lr_json" python), $(sp espeak | cut -d' ' -f1-4)
+Machine: $cpu, nproc=$(env -u OMP_NUM_THREADS nproc), $(uname -sr), no GPU
+Versions: $("$BIN" --version) (git $(git rev-parse --short HEAD 2>/dev/null || echo "?")$dirty, binary built $(date -u -r "$BIN" +%Y-%m-%dT%H:%MZ)), librosa $(field "$lr_json" librosa), soxr $(field "$lr_json" soxr), numba $(field "$lr_json" numba), numpy $(field "$lr_json" numpy), scipy $(field "$lr_json" scipy), soundfile $(field "$lr_json" soundfile) (libsndfile $(field "$lr_json" libsndfile)), Python $(field "$lr_json" python), espeak-ng $(sp espeak | awk '{ print $4 }')
 Input: $n_files synthetic WAV clips (seeded; tones, chirps, noise), ${audio_s} s of audio in all, 1-10 s each, ${mb} MiB; $mix.
 Features: 16 kHz, n_fft 1024, hop 256, 80 Slaney mels, power 2, dB (ref 1, amin 1e-10, top_db 80), center with zero padding; clips at other rates are resampled first (capstream: rubato sinc, quality balanced; librosa: soxr_hq).
 capstream: one process for all clips (\`features CLIP... --out-dir DIR ${FEAT_ARGS[*]}\`), whole-process wall clock including start-up (${startup}s for \`--version\` alone). librosa: one Python process, imports and warm-up (numba JIT, $(field "$lr_json" warmup_s)s) untimed; read + mono + resample + mel + dB + \`np.save\` per clip. OMP/MKL/OpenBLAS/numba threads = 1. Best of $RUNS runs.
@@ -229,6 +241,19 @@ capstream: one process for all clips (\`features CLIP... --out-dir DIR ${FEAT_AR
 
 Per-core ratio (capstream pinned / librosa pinned): **$(ratio "$cs_pin" "$lr_s")x** clips/s. Without capstream's start-up: $(awk -v h="$lr_s" -v s="$cs_pin" -v u="$startup" 'BEGIN { printf "%.2f", h / (s - u) }')x.
 Runs: capstream unpinned/pinned best of $RUNS; librosa runs $(field "$lr_json" runs) s.
+
+Where the time goes (${PIN[*]:-unpinned}, best of $RUNS):
+
+| what | clips | seconds | clips/s | vs librosa (same clips) |
+|---|---|---|---|---|
+| capstream, 16 kHz clips only (no resampling; ${audio16} s of audio) | $n16sel | $cs16 | $(awk -v n="$n16sel" -v s="$cs16" 'BEGIN { printf "%.1f", n / s }') | $(ratio "$cs16" "$lr16")x |
+| librosa, 16 kHz clips only | $n16sel | $lr16 | $(awk -v n="$n16sel" -v s="$lr16" 'BEGIN { printf "%.1f", n / s }') | 1.00x |
+| capstream, all clips, \`--resample-quality fast\` (64-tap, linear) | $n_files | ${CSQ[fast]} | $(cps "${CSQ[fast]}") | $(ratio "${CSQ[fast]}" "$lr_s")x |
+| capstream, all clips, default (balanced: 128-tap, cubic) | $n_files | $cs_pin | $(cps "$cs_pin") | $(ratio "$cs_pin" "$lr_s")x |
+| capstream, all clips, \`--resample-quality high\` (256-tap, cubic) | $n_files | ${CSQ[high]} | $(cps "${CSQ[high]}") | $(ratio "${CSQ[high]}" "$lr_s")x |
+
+librosa's time by step (best full run): $lr_stages.
+Estimated capstream time outside start-up and outside the 16 kHz clips (i.e. resampled clips incl. resampling): $(awk -v a="$cs_pin" -v b="$cs16" 'BEGIN { printf "%.2f", a - b }') s; librosa's resample step alone: $("$PY" -c 'import json,sys; print("%.2f" % json.loads(sys.argv[1])["stages_best"].get("resample", 0))' "$lr_json") s.
 
 Parity (capstream .npy vs librosa .npy, dB):
 
