@@ -102,11 +102,25 @@ impl RowError {
     }
 }
 
-fn string_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray> {
+/// The column `name` of `batch` as array type `T`; a missing or mistyped column is an
+/// error naming it (schemas are checked at build, so this means a runtime bug).
+pub fn column<'a, T: Array + 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T> {
     batch
         .column_by_name(name)
-        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-        .ok_or_else(|| Error::Runtime(format!("batch has no string column {name:?}")))
+        .and_then(|c| c.as_any().downcast_ref::<T>())
+        .ok_or_else(|| {
+            Error::Runtime(format!(
+                "batch has no column {name:?} of type {}",
+                std::any::type_name::<T>()
+                    .rsplit("::")
+                    .next()
+                    .unwrap_or("?")
+            ))
+        })
+}
+
+fn string_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray> {
+    column::<StringArray>(batch, name)
 }
 
 /// `true` for each row whose status is ok.

@@ -12,7 +12,7 @@ mod envelope;
 mod json;
 
 pub use envelope::{
-    error_columns, ok_mask, with_columns, EnvelopeBuilder, ErrorKind, RowError, Status,
+    column, error_columns, ok_mask, with_columns, EnvelopeBuilder, ErrorKind, RowError, Status,
 };
 pub use json::{schema_from_json, schema_to_json};
 

@@ -218,10 +218,7 @@ impl ParquetSink {
 impl ParquetSink {
     /// Writes the WAV columns of `batch` as files (temp name, then rename).
     fn write_wavs(&self, batch: &RecordBatch) -> Result<()> {
-        let ids = batch
-            .column_by_name(columns::ID)
-            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-            .ok_or_else(|| Error::Runtime("sink input lacks id".into()))?;
+        let ids = crate::schema::column::<StringArray>(batch, columns::ID)?;
         let dir = self.dir.join("wav");
         for (field, col) in batch.schema().fields().iter().zip(batch.columns()) {
             let Some(wavs) = col.as_any().downcast_ref::<arrow::array::BinaryArray>() else {

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::models::blip::{Captioner, GenerationConfig};
 use crate::models::device::{parse_device, parse_dtype};
 use crate::pipeline::Stage;
-use crate::schema::{columns, ok_mask, with_columns, Edge};
+use crate::schema::{column, columns, ok_mask, with_columns, Edge};
 
 /// The running stage: one loaded checkpoint.
 pub struct Caption {
@@ -57,26 +57,9 @@ impl Stage for Caption {
     fn process(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<()> {
         let n = batch.num_rows();
         let ok = ok_mask(&batch)?;
-        let col = |name: &str| {
-            batch
-                .column_by_name(name)
-                .ok_or_else(|| Error::Runtime(format!("caption input lacks {name:?}")))
-        };
-        let pixels = col(columns::PIXELS)?;
-        let pixels = pixels
-            .as_any()
-            .downcast_ref::<BinaryArray>()
-            .ok_or_else(|| Error::Runtime("pixels is not binary".into()))?;
-        let width = col(columns::PIXELS_WIDTH)?;
-        let width = width
-            .as_any()
-            .downcast_ref::<UInt32Array>()
-            .ok_or_else(|| Error::Runtime("pixels_width is not uint32".into()))?;
-        let ids = col(columns::ID)?;
-        let ids = ids
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .ok_or_else(|| Error::Runtime("id is not a string".into()))?;
+        let pixels = column::<BinaryArray>(&batch, columns::PIXELS)?;
+        let width = column::<UInt32Array>(&batch, columns::PIXELS_WIDTH)?;
+        let ids = column::<StringArray>(&batch, columns::ID)?;
         let size = self.captioner.image_size();
         let rows: Vec<usize> = (0..n).filter(|&i| ok[i] && pixels.is_valid(i)).collect();
         if let Some(&i) = rows.iter().find(|&&i| width.value(i) != size) {

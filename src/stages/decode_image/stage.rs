@@ -6,10 +6,12 @@ use arrow::array::{
 };
 
 use super::DecodeImageConfig;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::imaging::{prepare, BicubicResizer, ImageError, Limits};
 use crate::pipeline::Stage;
-use crate::schema::{columns, error_columns, ok_mask, with_columns, Edge, ErrorKind, RowError};
+use crate::schema::{
+    column, columns, error_columns, ok_mask, with_columns, Edge, ErrorKind, RowError,
+};
 
 /// The running stage: limits, target size and a resizer with its scratch buffers.
 #[derive(Debug)]
@@ -41,23 +43,13 @@ fn row_error(e: &ImageError, id: &str, uri: Option<&str>) -> RowError {
     RowError::new(kind, format!("record {id}{at}: {e}"))
 }
 
-fn strings<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-        .ok_or_else(|| Error::Runtime(format!("decode_image input lacks {name:?}")))
-}
-
 impl Stage for DecodeImage {
     fn process(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<()> {
         let n = batch.num_rows();
         let ok = ok_mask(&batch)?;
-        let ids = strings(&batch, columns::ID)?;
-        let uris = strings(&batch, columns::URI)?;
-        let images = batch
-            .column_by_name(columns::IMAGE)
-            .and_then(|c| c.as_any().downcast_ref::<BinaryArray>())
-            .ok_or_else(|| Error::Runtime("decode_image input lacks \"image\"".into()))?;
+        let ids = column::<StringArray>(&batch, columns::ID)?;
+        let uris = column::<StringArray>(&batch, columns::URI)?;
+        let images = column::<BinaryArray>(&batch, columns::IMAGE)?;
         let side = self.size as usize;
         let mut width = UInt32Builder::with_capacity(n);
         let mut height = UInt32Builder::with_capacity(n);

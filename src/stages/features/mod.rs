@@ -20,8 +20,8 @@ use crate::dsp::{melspectrogram, power_to_db, MelParams, MelScaleNorm, StftParam
 use crate::error::{Error, Result};
 use crate::pipeline::Stage;
 use crate::schema::{
-    append_fields, columns, error_columns, feature_fields, ok_mask, with_columns, Edge, ErrorKind,
-    RowError,
+    append_fields, column, columns, error_columns, feature_fields, ok_mask, with_columns, Edge,
+    ErrorKind, RowError,
 };
 
 /// The stage's name.
@@ -207,14 +207,8 @@ impl Stage for Features {
     fn process(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<()> {
         let n = batch.num_rows();
         let ok = ok_mask(&batch)?;
-        let audio = batch
-            .column_by_name(columns::REFERENCE_AUDIO)
-            .and_then(|c| c.as_any().downcast_ref::<BinaryArray>())
-            .ok_or_else(|| Error::Runtime("features input lacks reference_audio".into()))?;
-        let ids = batch
-            .column_by_name(columns::ID)
-            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-            .ok_or_else(|| Error::Runtime("features input lacks id".into()))?;
+        let audio = column::<BinaryArray>(&batch, columns::REFERENCE_AUDIO)?;
+        let ids = column::<StringArray>(&batch, columns::ID)?;
         let mut mel_col = ListBuilder::new(Float32Builder::new());
         let mut frames_col = UInt32Builder::with_capacity(n);
         let mut errors: Vec<Option<RowError>> = vec![None; n];

@@ -16,7 +16,7 @@ use crate::dsp::wav::write_wav_pcm16;
 use crate::error::{Error, Result};
 use crate::pipeline::Stage;
 use crate::schema::{
-    append_fields, columns, error_columns, ok_mask, speech_fields, with_columns, ErrorKind,
+    append_fields, column, columns, error_columns, ok_mask, speech_fields, with_columns, ErrorKind,
     RowError,
 };
 use crate::speech::Speaker;
@@ -126,14 +126,8 @@ impl Stage for Speak {
     fn process(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<()> {
         let n = batch.num_rows();
         let ok = ok_mask(&batch)?;
-        let text = |name: &str| {
-            batch
-                .column_by_name(name)
-                .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned())
-                .ok_or_else(|| Error::Runtime(format!("speak input lacks {name:?}")))
-        };
-        let captions = text(columns::CAPTION)?;
-        let ids = text(columns::ID)?;
+        let captions = column::<StringArray>(&batch, columns::CAPTION)?;
+        let ids = column::<StringArray>(&batch, columns::ID)?;
         let mut wav = BinaryBuilder::new();
         let mut rate = UInt32Builder::with_capacity(n);
         let mut secs = Float32Builder::with_capacity(n);
