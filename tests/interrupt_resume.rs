@@ -3,9 +3,9 @@
 
 use std::collections::HashSet;
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use crate::util::{parts, pipeline, read_output, wait_for, write_images, BIN};
+use crate::util::{parts, pipeline, read_output, spawn_streaming_run, wait_for, write_images, BIN};
 
 const PIPELINE: &str = r#"
 name = "resume-test"
@@ -31,23 +31,7 @@ fn interrupt_then_resume_gives_every_id_once() {
     let out = dir.path().join("out");
 
     // Paths arrive on stdin, so the interrupt lands while the input is unfinished.
-    let mut child = Command::new(BIN)
-        .args([
-            "run",
-            "--pipeline",
-            p.to_str().unwrap(),
-            "--input",
-            "-",
-            "--output",
-            out.to_str().unwrap(),
-            "--no-progress",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
+    let (child, mut stdin) = spawn_streaming_run(&p, &out, &[]);
     for img in &images[..12] {
         writeln!(stdin, "{}", img.display()).unwrap();
     }

@@ -1,9 +1,8 @@
 //! `/metrics` scraped during a run shows the counters moving.
 
 use std::io::Write;
-use std::process::{Command, Stdio};
 
-use crate::util::{free_port, http_get, pipeline, wait_for, write_images, BIN};
+use crate::util::{free_port, http_get, pipeline, spawn_streaming_run, wait_for, write_images};
 
 fn counter(body: &str, name: &str, stage: &str) -> u64 {
     body.lines()
@@ -27,25 +26,9 @@ fn counters_move_during_a_run() {
         "name = \"metrics-test\"\n[batch]\nmax_rows = 1\nmax_delay_ms = 5\n[source]\ntype = \"files\"\n[[stage]]\ntype = \"decode_image\"\nimage_size = 32\n[sink]\ntype = \"parquet\"\n",
     );
     let port = free_port();
-    let mut child = Command::new(BIN)
-        .args([
-            "run",
-            "--pipeline",
-            p.to_str().unwrap(),
-            "--input",
-            "-",
-            "--output",
-            dir.path().join("out").to_str().unwrap(),
-            "--no-progress",
-            "--metrics-addr",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let (mut child, mut stdin) =
+        spawn_streaming_run(&p, &dir.path().join("out"), &["--metrics-addr", &addr]);
     for img in &images[..4] {
         writeln!(stdin, "{}", img.display()).unwrap();
     }

@@ -38,6 +38,32 @@ pub fn run_pipeline(pipeline: &Path, input: &Path, output: &Path, extra: &[&str]
     capstream(&args)
 }
 
+/// Starts `capstream run --input -` on `pipeline`, with paths to be written to the
+/// returned stdin (so a test controls when the input ends) and output captured.
+pub fn spawn_streaming_run(
+    pipeline: &Path,
+    output: &Path,
+    extra: &[&str],
+) -> (std::process::Child, std::process::ChildStdin) {
+    let mut child = std::process::Command::new(BIN)
+        .args([
+            "run",
+            "--pipeline",
+            pipeline.to_str().unwrap(),
+            "--input",
+            "-",
+        ])
+        .args(["--output", output.to_str().unwrap(), "--no-progress"])
+        .args(extra)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start capstream");
+    let stdin = child.stdin.take().expect("stdin is piped");
+    (child, stdin)
+}
+
 /// Writes a pipeline file into `dir` and returns its path.
 pub fn pipeline(dir: &Path, text: &str) -> PathBuf {
     let p = dir.join("pipeline.toml");
