@@ -31,7 +31,26 @@ fn interrupt_then_resume_gives_every_id_once() {
     let out = dir.path().join("out");
 
     // Paths arrive on stdin, so the interrupt lands while the input is unfinished.
-    let (child, mut stdin) = spawn_streaming_run(&p, &out, &[]);
+    let (mut child, mut stdin) = spawn_streaming_run(&p, &out, &[]);
+    // Watch the log so stdin is closed only after the signal was handled: otherwise
+    // the input may end (and the run finish cleanly) before the handler runs.
+    let stderr = child.stderr.take().unwrap();
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+    let log = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("Signal received") {
+                let _ = seen_tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
     for img in &images[..12] {
         writeln!(stdin, "{}", img.display()).unwrap();
     }
@@ -45,15 +64,17 @@ fn interrupt_then_resume_gives_every_id_once() {
         .status()
         .unwrap();
     assert!(kill.success());
+    assert!(
+        seen_rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .is_ok(),
+        "the signal is handled"
+    );
     // Like `find … | capstream run`: the producer dies with the signal, stdin ends.
     drop(stdin);
     let res = child.wait_with_output().unwrap();
-    assert_eq!(
-        res.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
+    let log = log.join().unwrap();
+    assert_eq!(res.status.code(), Some(130), "{log}");
     let stdout = String::from_utf8_lossy(&res.stdout);
     assert!(stdout.starts_with("interrupted: 12 rows"), "{stdout}");
     let first = read_output(&out);
