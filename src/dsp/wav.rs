@@ -1,4 +1,9 @@
 //! WAV reading and writing with `hound`.
+//!
+//! hound parses the header (format, rate, channels, data chunk); the samples of the
+//! common layouts are then converted straight from the byte slice, since hound's
+//! per-sample iterator was the largest single cost of reading a clip. Anything else
+//! goes through hound's iterator, so both paths accept exactly the same files.
 
 use std::io::Cursor;
 
@@ -56,19 +61,54 @@ impl Audio {
             0 => Vec::new(),
             1 => self.channels[0].clone(),
             n => (0..self.len())
-                .map(|i| self.channels.iter().map(|c| c[i]).sum::<f32>() / n as f32)
+                .map(|i| mean(self.channels.iter().map(|c| c[i]), n))
                 .collect(),
         }
     }
+
+    /// The mean of the channels, moving the samples of mono audio instead of copying.
+    pub fn into_mono(mut self) -> Vec<f32> {
+        if self.channels.len() == 1 {
+            return self.channels.pop().unwrap_or_default();
+        }
+        self.mono()
+    }
 }
 
-/// Reads WAV bytes (PCM 8/16/24/32 bit or float 32), refusing more than `max_seconds`
-/// before decoding any sample. Integers are scaled as libsndfile does (`x / 2^(bits-1)`).
-pub fn read_wav(bytes: &[u8], max_seconds: f64) -> Result<Audio, AudioError> {
+/// The mean of one frame's samples. Every mixdown goes through this one expression so
+/// that [`Audio::mono`] and [`read_wav_mono`] agree bit for bit.
+#[inline]
+fn mean(frame: impl Iterator<Item = f32>, n: usize) -> f32 {
+    frame.sum::<f32>() / n as f32
+}
+
+/// A parsed header and the still-encoded samples.
+struct Encoded<'a> {
+    sample_rate: u32,
+    channels: usize,
+    /// Frames the header promises.
+    frames: usize,
+    kind: Layout<'a>,
+}
+
+enum Layout<'a> {
+    /// Interleaved little-endian samples of `bytes` bytes each, all present.
+    Raw {
+        data: &'a [u8],
+        bytes: usize,
+        float: bool,
+        bits: u16,
+    },
+    /// A layout the fast path does not know: hound decodes it.
+    Hound(hound::WavReader<Cursor<&'a [u8]>>),
+}
+
+/// Parses the header and checks the limits, before any sample is decoded.
+fn open(bytes: &[u8], max_seconds: f64) -> Result<Encoded<'_>, AudioError> {
     if bytes.is_empty() {
         return Err(AudioError::Empty("no bytes".into()));
     }
-    let mut r = hound::WavReader::new(Cursor::new(bytes))
+    let r = hound::WavReader::new(Cursor::new(bytes))
         .map_err(|e| AudioError::Invalid(e.to_string()))?;
     let spec = r.spec();
     if spec.channels == 0 || spec.sample_rate == 0 {
@@ -87,35 +127,174 @@ pub fn read_wav(bytes: &[u8], max_seconds: f64) -> Result<Audio, AudioError> {
     if frames == 0 {
         return Err(AudioError::Empty("no samples".into()));
     }
-    let n = usize::from(spec.channels);
-    let interleaved: Vec<f32> = match spec.sample_format {
-        hound::SampleFormat::Float => r
-            .samples::<f32>()
-            .collect::<Result<_, _>>()
-            .map_err(|e| AudioError::Invalid(e.to_string()))?,
-        hound::SampleFormat::Int => {
-            let scale = 1.0 / f64::from(1u32 << (spec.bits_per_sample.clamp(1, 32) - 1));
-            r.samples::<i32>()
-                .map(|s| s.map(|v| (f64::from(v) * scale) as f32))
-                .collect::<Result<_, _>>()
-                .map_err(|e| AudioError::Invalid(e.to_string()))?
+    let channels = usize::from(spec.channels);
+    let samples = r.len() as usize;
+    let float = spec.sample_format == hound::SampleFormat::Float;
+    let bits = spec.bits_per_sample;
+    // hound leaves the reader at the first byte of the data chunk, right after its
+    // 8-byte header ("data" + length): the length gives the container width, which
+    // hound keeps private (24-bit samples may sit in 3 or 4 bytes).
+    let mut cur = r.into_inner();
+    let start = cur.position() as usize;
+    let container = start
+        .checked_sub(8)
+        .and_then(|h| bytes.get(h..start))
+        .filter(|h| &h[..4] == b"data")
+        .map(|h| u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize)
+        .filter(|_| samples > 0)
+        .map(|len| len / samples);
+    // The (format, container, bits) triples hound itself decodes.
+    let known = matches!(
+        (float, container, bits),
+        (true, Some(4), 32)
+            | (false, Some(1), 8)
+            | (false, Some(2), 16)
+            | (false, Some(3), 24)
+            | (false, Some(4), 24)
+            | (false, Some(4), 32)
+    );
+    let kind = match container {
+        Some(width) if known => {
+            let need = samples * width;
+            let data = bytes.get(start..start + need).ok_or_else(|| {
+                AudioError::Invalid(format!(
+                    "data chunk holds {} samples, the header promised {}",
+                    bytes.len().saturating_sub(start) / width,
+                    frames * channels
+                ))
+            })?;
+            Layout::Raw {
+                data,
+                bytes: width,
+                float,
+                bits,
+            }
+        }
+        _ => {
+            cur.set_position(0);
+            Layout::Hound(
+                hound::WavReader::new(cur).map_err(|e| AudioError::Invalid(e.to_string()))?,
+            )
         }
     };
-    if interleaved.len() < frames * n {
-        return Err(AudioError::Invalid(format!(
-            "data chunk holds {} samples, the header promised {}",
-            interleaved.len(),
-            frames * n
-        )));
-    }
-    let mut channels = vec![Vec::with_capacity(frames); n];
-    for (i, v) in interleaved.into_iter().take(frames * n).enumerate() {
-        channels[i % n].push(v);
-    }
-    Ok(Audio {
+    Ok(Encoded {
         sample_rate: spec.sample_rate,
         channels,
+        frames,
+        kind,
     })
+}
+
+impl Encoded<'_> {
+    /// All samples, interleaved, as f32 in [-1, 1]. Integers are scaled as libsndfile does
+    /// (`x / 2^(bits-1)`; a power of two, so the f32 product is exact rounding of the
+    /// f64 one).
+    fn interleaved(self) -> Result<Vec<f32>, AudioError> {
+        let total = self.frames * self.channels;
+        let out: Vec<f32> = match self.kind {
+            Layout::Raw {
+                data,
+                bytes,
+                float,
+                bits,
+            } => {
+                let scale = 1.0 / (1u64 << (bits.clamp(1, 32) - 1)) as f32;
+                let data = &data[..total * bytes];
+                match (float, bytes, bits) {
+                    (true, _, _) => data
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect(),
+                    // 8-bit WAV is unsigned with its zero at 128.
+                    (false, 1, _) => data
+                        .iter()
+                        .map(|&b| (f32::from(b) - 128.0) * scale)
+                        .collect(),
+                    (false, 2, _) => data
+                        .chunks_exact(2)
+                        .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) * scale)
+                        .collect(),
+                    // Sign-extend 24 bits by placing them in the top of an i32.
+                    (false, 3, _) => data
+                        .chunks_exact(3)
+                        .map(|b| (i32::from_le_bytes([0, b[0], b[1], b[2]]) >> 8) as f32 * scale)
+                        .collect(),
+                    (false, _, 24) => data
+                        .chunks_exact(4)
+                        .map(|b| (i32::from_le_bytes([0, b[0], b[1], b[2]]) >> 8) as f32 * scale)
+                        .collect(),
+                    (false, _, _) => data
+                        .chunks_exact(4)
+                        .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32 * scale)
+                        .collect(),
+                }
+            }
+            Layout::Hound(mut r) => {
+                let spec = r.spec();
+                match spec.sample_format {
+                    hound::SampleFormat::Float => r
+                        .samples::<f32>()
+                        .take(total)
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| AudioError::Invalid(e.to_string()))?,
+                    hound::SampleFormat::Int => {
+                        let scale =
+                            1.0 / f64::from(1u32 << (spec.bits_per_sample.clamp(1, 32) - 1));
+                        r.samples::<i32>()
+                            .take(total)
+                            .map(|s| s.map(|v| (f64::from(v) * scale) as f32))
+                            .collect::<Result<_, _>>()
+                            .map_err(|e| AudioError::Invalid(e.to_string()))?
+                    }
+                }
+            }
+        };
+        if out.len() < total {
+            return Err(AudioError::Invalid(format!(
+                "data chunk holds {} samples, the header promised {total}",
+                out.len(),
+            )));
+        }
+        Ok(out)
+    }
+}
+
+/// Reads WAV bytes (PCM 8/16/24/32 bit or float 32), refusing more than `max_seconds`
+/// before decoding any sample. Integers are scaled as libsndfile does (`x / 2^(bits-1)`).
+pub fn read_wav(bytes: &[u8], max_seconds: f64) -> Result<Audio, AudioError> {
+    let enc = open(bytes, max_seconds)?;
+    let (sample_rate, n, frames) = (enc.sample_rate, enc.channels, enc.frames);
+    let interleaved = enc.interleaved()?;
+    let channels = if n == 1 {
+        vec![interleaved]
+    } else {
+        (0..n)
+            .map(|c| interleaved.iter().skip(c).step_by(n).copied().collect())
+            .collect()
+    };
+    debug_assert!(channels.iter().all(|c: &Vec<f32>| c.len() == frames));
+    Ok(Audio {
+        sample_rate,
+        channels,
+    })
+}
+
+/// Reads WAV bytes as [`read_wav`] does and returns the sample rate and the mean of the
+/// channels ([`Audio::mono`], bit for bit), mixing each interleaved frame in one pass
+/// instead of splitting the channels first.
+pub fn read_wav_mono(bytes: &[u8], max_seconds: f64) -> Result<(u32, Vec<f32>), AudioError> {
+    let enc = open(bytes, max_seconds)?;
+    let (sample_rate, n) = (enc.sample_rate, enc.channels);
+    let interleaved = enc.interleaved()?;
+    let mono = if n == 1 {
+        interleaved
+    } else {
+        interleaved
+            .chunks_exact(n)
+            .map(|f| mean(f.iter().copied(), n))
+            .collect()
+    };
+    Ok((sample_rate, mono))
 }
 
 /// Encodes mono samples as 16-bit PCM WAV (clipped to [-1, 1]).
@@ -184,5 +363,78 @@ mod tests {
         assert!(matches!(read_wav(&[], 10.0), Err(AudioError::Empty(_))));
         let f = write_wav_f32(&y, 22050);
         assert_eq!(read_wav(&f, 10.0).unwrap().channels[0], y);
+    }
+
+    /// A WAV of `channels` x `frames` ramp samples in the given layout, with hound.
+    fn wav(bits: u16, float: bool, channels: u16, frames: usize) -> Vec<u8> {
+        let spec = hound::WavSpec {
+            channels,
+            sample_rate: 8000,
+            bits_per_sample: bits,
+            sample_format: if float {
+                hound::SampleFormat::Float
+            } else {
+                hound::SampleFormat::Int
+            },
+        };
+        let mut buf = Cursor::new(Vec::new());
+        let mut w = hound::WavWriter::new(&mut buf, spec).unwrap();
+        let max = (1i64 << (bits - 1)) - 1;
+        for i in 0..frames * usize::from(channels) {
+            // Sweeps the full range, both signs, including the extremes.
+            let x = ((i * 7919) % 2001) as f64 / 1000.0 - 1.0;
+            if float {
+                w.write_sample(x as f32).unwrap();
+            } else {
+                w.write_sample((x * max as f64).round() as i32).unwrap();
+            }
+        }
+        w.finalize().unwrap();
+        buf.into_inner()
+    }
+
+    /// hound's own decoding of every sample, scaled as `read_wav` documents.
+    fn via_hound(bytes: &[u8]) -> Vec<f32> {
+        let mut r = hound::WavReader::new(Cursor::new(bytes)).unwrap();
+        let spec = r.spec();
+        match spec.sample_format {
+            hound::SampleFormat::Float => r.samples::<f32>().map(|s| s.unwrap()).collect(),
+            hound::SampleFormat::Int => {
+                let scale = 1.0 / f64::from(1u32 << (spec.bits_per_sample - 1));
+                r.samples::<i32>()
+                    .map(|s| (f64::from(s.unwrap()) * scale) as f32)
+                    .collect()
+            }
+        }
+    }
+
+    #[test]
+    fn direct_decoding_equals_hound_for_every_layout() {
+        for (bits, float) in [
+            (8, false),
+            (16, false),
+            (24, false),
+            (32, false),
+            (32, true),
+        ] {
+            for channels in [1u16, 2, 3] {
+                let bytes = wav(bits, float, channels, 1001);
+                let want = via_hound(&bytes);
+                let a = read_wav(&bytes, 10.0).unwrap();
+                let n = usize::from(channels);
+                assert_eq!(a.channels.len(), n);
+                for (c, samples) in a.channels.iter().enumerate() {
+                    let w: Vec<f32> = want.iter().skip(c).step_by(n).copied().collect();
+                    assert_eq!(samples, &w, "{bits} bit, float {float}, channel {c}");
+                }
+                let (rate, mono) = read_wav_mono(&bytes, 10.0).unwrap();
+                assert_eq!(rate, 8000);
+                assert_eq!(mono, a.mono(), "{bits} bit, {channels} channels");
+                assert_eq!(a.clone().into_mono(), a.mono());
+                // A data chunk cut short is refused, not read as silence.
+                let cut = &bytes[..bytes.len() - 3];
+                assert!(matches!(read_wav(cut, 10.0), Err(AudioError::Invalid(_))));
+            }
+        }
     }
 }
