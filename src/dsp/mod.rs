@@ -13,5 +13,6 @@ pub mod stft;
 pub mod wav;
 
 pub use mel::{mel_filterbank, melspectrogram, power_to_db, DbRef, MelParams, MelScaleNorm};
+pub use resample::ResamplerCache;
 pub use stft::{istft, stft, Spectrogram, StftParams};
 pub use wav::{Audio, AudioError};
