@@ -3,7 +3,7 @@
 
 use realfft::num_complex::Complex;
 
-use super::stft::{istft, stft, Spectrogram, StftParams};
+use super::stft::{stft, Spectrogram, Stft, StftParams};
 
 /// Reconstructs a waveform of `length` samples whose STFT magnitude approximates `mag`
 /// (`[bins][frames]`, row-major, as [`Spectrogram::magnitude_pow`] with power 1).
@@ -26,12 +26,14 @@ pub fn griffin_lim(
         bins,
         data: s.iter().map(|&m| Complex::new(m, 0.0)).collect(),
     };
+    // Two transforms per iteration: plan them once.
+    let plan = Stft::new(p);
     let tiny = f64::from(f32::MIN_POSITIVE);
     let mut tprev: Option<Vec<Complex<f64>>> = None;
     let m = momentum / (1.0 + momentum);
     for _ in 0..n_iter {
-        let inverse = istft(&angles, p, length);
-        let rebuilt = stft(&inverse, p);
+        let inverse = plan.inverse(&angles, length);
+        let rebuilt = plan.forward(&inverse);
         for (i, a) in angles.data.iter_mut().enumerate() {
             let mut v = rebuilt.data.get(i).copied().unwrap_or_default();
             if let Some(prev) = &tprev {
@@ -41,7 +43,7 @@ pub fn griffin_lim(
         }
         tprev = Some(rebuilt.data);
     }
-    istft(&angles, p, length)
+    plan.inverse(&angles, length)
 }
 
 /// Spectral convergence `‖|S| − |Ŝ|‖_F / ‖|S|‖_F` of `y` against magnitudes `mag`.

@@ -13,6 +13,8 @@ pub mod stft;
 pub mod wav;
 
 pub use mel::{mel_filterbank, melspectrogram, power_to_db, DbRef, MelParams, MelScaleNorm};
+pub use mel::{power_to_db_in_place, MelExtractor};
 pub use resample::ResamplerCache;
+pub use stft::{frame_count, Stft};
 pub use stft::{istft, stft, Spectrogram, StftParams};
 pub use wav::{Audio, AudioError};

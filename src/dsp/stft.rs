@@ -82,46 +82,106 @@ pub fn window(p: &StftParams) -> Vec<f64> {
     w
 }
 
-fn forward_plan(n: usize) -> Arc<dyn RealToComplex<f64>> {
-    RealFftPlanner::<f64>::new().plan_fft_forward(n)
+/// The number of frames of a signal of `len` samples.
+pub fn frame_count(len: usize, p: &StftParams) -> usize {
+    let pad = if p.center { p.n_fft / 2 } else { 0 };
+    let len = len + 2 * pad;
+    if len >= p.n_fft {
+        1 + (len - p.n_fft) / p.hop
+    } else {
+        0
+    }
 }
 
-fn inverse_plan(n: usize) -> Arc<dyn ComplexToReal<f64>> {
-    RealFftPlanner::<f64>::new().plan_fft_inverse(n)
+/// Copies frame `t` of `y` into `frame`, zero outside the signal (the `center` padding),
+/// and multiplies by the window. Frames inside the signal take the straight path.
+pub(crate) fn fill_frame<T>(frame: &mut [T], y: &[f32], win: &[T], t: usize, p: &StftParams)
+where
+    T: Copy + From<f32> + std::ops::Mul<Output = T> + Default,
+{
+    let pad = if p.center { p.n_fft / 2 } else { 0 };
+    let n = frame.len();
+    match (t * p.hop).checked_sub(pad) {
+        Some(start) if start + n <= y.len() => {
+            for ((v, &s), &w) in frame.iter_mut().zip(&y[start..start + n]).zip(win) {
+                *v = T::from(s) * w;
+            }
+        }
+        _ => {
+            let start = (t * p.hop) as isize - pad as isize;
+            for (i, (v, &w)) in frame.iter_mut().zip(win).enumerate() {
+                let j = start + i as isize;
+                *v = if j >= 0 && (j as usize) < y.len() {
+                    T::from(y[j as usize]) * w
+                } else {
+                    T::default()
+                };
+            }
+        }
+    }
+}
+
+/// A planned STFT for one [`StftParams`]: window and FFT plans built once, for callers
+/// that transform many signals (Griffin-Lim runs two transforms per iteration).
+/// Computes in f64, exactly as [`stft`] and [`istft`].
+#[derive(Clone)]
+pub struct Stft {
+    p: StftParams,
+    win: Vec<f64>,
+    fwd: Arc<dyn RealToComplex<f64>>,
+    inv: Arc<dyn ComplexToReal<f64>>,
+}
+
+impl std::fmt::Debug for Stft {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stft").field("params", &self.p).finish()
+    }
+}
+
+impl Stft {
+    /// Plans both directions for `p`.
+    pub fn new(p: &StftParams) -> Self {
+        let mut planner = RealFftPlanner::<f64>::new();
+        Stft {
+            p: *p,
+            win: window(p),
+            fwd: planner.plan_fft_forward(p.n_fft),
+            inv: planner.plan_fft_inverse(p.n_fft),
+        }
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> &StftParams {
+        &self.p
+    }
+
+    /// The STFT of `y`.
+    pub fn forward(&self, y: &[f32]) -> Spectrogram {
+        forward(y, &self.p, &self.win, &*self.fwd)
+    }
+
+    /// The inverse STFT, as [`istft`].
+    pub fn inverse(&self, s: &Spectrogram, length: Option<usize>) -> Vec<f32> {
+        inverse(s, &self.p, &self.win, &*self.inv, length)
+    }
 }
 
 /// The STFT of `y`.
 pub fn stft(y: &[f32], p: &StftParams) -> Spectrogram {
-    let pad = if p.center { p.n_fft / 2 } else { 0 };
-    let len = y.len() + 2 * pad;
-    let frames = if len >= p.n_fft {
-        1 + (len - p.n_fft) / p.hop
-    } else {
-        0
-    };
-    let win = window(p);
-    let fft = forward_plan(p.n_fft);
+    let fft = RealFftPlanner::<f64>::new().plan_fft_forward(p.n_fft);
+    forward(y, p, &window(p), &*fft)
+}
+
+fn forward(y: &[f32], p: &StftParams, win: &[f64], fft: &dyn RealToComplex<f64>) -> Spectrogram {
+    let frames = frame_count(y.len(), p);
     let bins = p.bins();
     let mut data = vec![Complex::new(0.0, 0.0); frames * bins];
     let mut frame = fft.make_input_vec();
     let mut scratch = fft.make_scratch_vec();
-    for t in 0..frames {
-        let start = (t * p.hop) as isize - pad as isize;
-        for (i, v) in frame.iter_mut().enumerate() {
-            let j = start + i as isize;
-            let s = if j >= 0 && (j as usize) < y.len() {
-                f64::from(y[j as usize])
-            } else {
-                0.0
-            };
-            *v = s * win[i];
-        }
-        fft.process_with_scratch(
-            &mut frame,
-            &mut data[t * bins..(t + 1) * bins],
-            &mut scratch,
-        )
-        .expect("buffer sizes come from the plan");
+    for (t, out) in data.chunks_exact_mut(bins).enumerate() {
+        fill_frame(&mut frame, y, win, t, p);
+        fft.process_with_scratch(&mut frame, out, &mut scratch)
+            .expect("buffer sizes come from the plan");
     }
     Spectrogram { frames, bins, data }
 }
@@ -129,9 +189,19 @@ pub fn stft(y: &[f32], p: &StftParams) -> Spectrogram {
 /// The inverse STFT (weighted overlap-add normalized by the window's sum of squares),
 /// cut or zero-padded to `length` samples when given.
 pub fn istft(s: &Spectrogram, p: &StftParams, length: Option<usize>) -> Vec<f32> {
-    let win = window(p);
-    let ifft = inverse_plan(p.n_fft);
+    let ifft = RealFftPlanner::<f64>::new().plan_fft_inverse(p.n_fft);
+    inverse(s, p, &window(p), &*ifft, length)
+}
+
+fn inverse(
+    s: &Spectrogram,
+    p: &StftParams,
+    win: &[f64],
+    ifft: &dyn ComplexToReal<f64>,
+    length: Option<usize>,
+) -> Vec<f32> {
     let n = p.n_fft;
+
     let full = n + p.hop * s.frames.saturating_sub(1);
     let mut y = vec![0f64; full];
     let mut wss = vec![0f64; full];
