@@ -1,15 +1,18 @@
 //! Audio DSP against librosa 0.11 (`tests/fixtures/audio/make_fixtures.py`): mel
 //! spectrograms and filterbanks within 1e-5 relative, dB within 1e-3, STFT→iSTFT
 //! below 1e-5, Griffin-Lim spectral convergence within 1e-3 of librosa's; WAV reading of
-//! every PCM width, and bad files as errors.
+//! every PCM width, and bad files as errors; resampling against soxr by length, energy
+//! and dominant frequency (rubato cannot equal soxr sample for sample).
 
 use std::collections::HashMap;
 
 use capstream::dsp::griffin_lim::{griffin_lim, spectral_convergence};
 use capstream::dsp::mel::DbRef;
-use capstream::dsp::wav::{read_wav, AudioError};
+use capstream::dsp::resample::{resample, Quality, ResamplerCache};
+use capstream::dsp::wav::{read_wav, read_wav_mono, AudioError};
 use capstream::dsp::{
-    istft, mel_filterbank, melspectrogram, power_to_db, stft, MelParams, MelScaleNorm, StftParams,
+    istft, mel_filterbank, melspectrogram, power_to_db, stft, MelExtractor, MelParams,
+    MelScaleNorm, StftParams,
 };
 use tch::Tensor;
 
@@ -250,4 +253,91 @@ fn every_pcm_width_reads_and_bad_files_are_errors() {
     );
     assert!(matches!(read("not_a_wav.wav"), Err(AudioError::Invalid(_))));
     assert!(matches!(read("empty.wav"), Err(AudioError::Empty(_))));
+}
+
+#[test]
+fn log_mel_front_end_matches_librosa_end_to_end() {
+    // The features path (WAV → mono → MelExtractor::log_mel) against librosa's
+    // power_to_db(melspectrogram(y)) on the same file: 1e-3 dB.
+    let (arr, _) = expected();
+    let bytes = std::fs::read(fixtures().join("tone_16k_pcm16.wav")).unwrap();
+    let (rate, y) = read_wav_mono(&bytes, 60.0).unwrap();
+    assert_eq!(rate, 16000);
+    assert_eq!(y, tone());
+    let mut ex = MelExtractor::new(&MelParams::default_16k());
+    // Twice: a reused extractor gives the same answer.
+    for _ in 0..2 {
+        let (db, frames) = ex.log_mel(&y, DbRef::Value(1.0), 1e-10, Some(80.0));
+        assert_eq!(frames, 63);
+        let d = db
+            .iter()
+            .zip(&arr["db_ref1"])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(d <= 1e-3, "log-mel vs librosa: {d} dB");
+    }
+}
+
+/// Peak frequency of `x` (rate `sr`) within `lo..hi` Hz, as the fixture measured it:
+/// periodic Hann, |rfft|, parabolic interpolation on ln|X| around the peak bin.
+fn dominant_hz(x: &[f32], sr: f64, lo: f64, hi: f64) -> f64 {
+    let n = x.len();
+    let mut buf: Vec<f64> = x
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let w = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / n as f64).cos();
+            f64::from(v) * w
+        })
+        .collect();
+    let fft = realfft::RealFftPlanner::<f64>::new().plan_fft_forward(n);
+    let mut spec = fft.make_output_vec();
+    fft.process(&mut buf, &mut spec).unwrap();
+    let hz = sr / n as f64;
+    let (a, b) = ((lo / hz) as usize, (hi / hz) as usize);
+    let k = (a..b)
+        .max_by(|&i, &j| spec[i].norm().total_cmp(&spec[j].norm()))
+        .unwrap();
+    let (l, c, r) = (
+        spec[k - 1].norm().ln(),
+        spec[k].norm().ln(),
+        spec[k + 1].norm().ln(),
+    );
+    (k as f64 + 0.5 * (l - r) / (l - 2.0 * c + r)) * hz
+}
+
+#[test]
+fn resampling_matches_soxr_in_length_energy_and_frequency() {
+    // librosa.resample(tone, 16000 → 22050, soxr_hq): the fixture's own tolerances are
+    // exact length, RMS within 1e-3 relative, dominant frequencies within one bin.
+    let (_, json) = expected();
+    let want = &json["scalars"]["resample"];
+    let y = tone();
+    let mut cache = ResamplerCache::new();
+    for q in [Quality::Fast, Quality::Balanced, Quality::High] {
+        let out = resample(std::slice::from_ref(&y), 16000, 22050, q)
+            .unwrap()
+            .remove(0);
+        assert_eq!(out.len() as u64, want["length"].as_u64().unwrap(), "{q:?}");
+        let rms =
+            (out.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / out.len() as f64).sqrt();
+        let want_rms = want["rms"].as_f64().unwrap();
+        assert!(
+            (rms / want_rms - 1.0).abs() <= 1e-3,
+            "{q:?}: rms {rms} vs soxr {want_rms}"
+        );
+        for (key, lo, hi) in [
+            ("dominant_440", 300.0, 600.0),
+            ("dominant_3000", 2500.0, 3500.0),
+        ] {
+            let f = dominant_hz(&out, 22050.0, lo, hi);
+            let w = want[key]["interpolated_hz"].as_f64().unwrap();
+            assert!((f - w).abs() <= 1.0, "{q:?} {key}: {f} Hz vs soxr {w} Hz");
+        }
+        // The cached resampler used by the features stage and CLI gives the same samples.
+        assert_eq!(
+            cache.resample_mono(y.clone(), 16000, 22050, q).unwrap(),
+            out
+        );
+    }
 }

@@ -8,9 +8,9 @@ use clap::Args;
 
 use capstream::dsp::mel::DbRef;
 use capstream::dsp::npy::encode_f32;
-use capstream::dsp::resample::{resample, Quality};
-use capstream::dsp::wav::{read_wav, write_wav_pcm16};
-use capstream::dsp::{melspectrogram, power_to_db, MelParams, MelScaleNorm, StftParams};
+use capstream::dsp::resample::{Quality, ResamplerCache};
+use capstream::dsp::wav::{read_wav_mono, write_wav_pcm16};
+use capstream::dsp::{MelExtractor, MelParams, MelScaleNorm, StftParams};
 use capstream::speech::Speaker;
 
 /// Log-mel features of a WAV file, written as a float32 `.npy` of shape (n_mels, frames).
@@ -68,8 +68,8 @@ pub struct FeaturesArgs {
 
 pub fn features(a: FeaturesArgs) -> Result<ExitCode> {
     let win = a.win.unwrap_or(a.n_fft);
-    if win > a.n_fft || a.hop == 0 || a.n_mels == 0 {
-        bail!("need 0 < hop, 0 < n_mels and win <= n_fft");
+    if win > a.n_fft || a.n_fft == 0 || a.hop == 0 || a.n_mels == 0 {
+        bail!("need 0 < n_fft, 0 < hop, 0 < n_mels and win <= n_fft");
     }
     let norm = match a.norm.as_str() {
         "slaney" => MelScaleNorm::Slaney,
@@ -105,9 +105,15 @@ pub fn features(a: FeaturesArgs) -> Result<ExitCode> {
         }
         _ => bail!("give --out for one input or --out-dir for several"),
     };
+    // Built once for the whole run: FFT plan, window, filterbank, and one resampler per
+    // source rate met.
+    let mut front = Front {
+        mel: MelExtractor::new(&p),
+        resamplers: ResamplerCache::new(),
+    };
     let mut failures = 0;
     for (input, out) in a.inputs.iter().zip(&outputs) {
-        match one_file(&a, &p, input, out) {
+        match one_file(&a, &mut front, input, out) {
             Ok(frames) => println!("{}: ({}, {frames}) float32", out.display(), a.n_mels),
             Err(e) => {
                 failures += 1;
@@ -122,24 +128,32 @@ pub fn features(a: FeaturesArgs) -> Result<ExitCode> {
     })
 }
 
+/// What `features` reuses from one input to the next.
+struct Front {
+    mel: MelExtractor,
+    resamplers: ResamplerCache,
+}
+
 fn one_file(
     a: &FeaturesArgs,
-    p: &MelParams,
+    front: &mut Front,
     input: &std::path::Path,
     out: &std::path::Path,
 ) -> Result<usize> {
     let bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
-    let audio = read_wav(&bytes, a.max_seconds)?;
-    let mut y = audio.mono();
-    if audio.sample_rate != a.sr {
-        y = resample(&[y], audio.sample_rate, a.sr, a.resample_quality)
-            .map_err(anyhow::Error::msg)?
-            .remove(0);
-    }
-    let (mut mel, frames) = melspectrogram(&y, p);
-    if a.db {
-        mel = power_to_db(&mel, DbRef::Value(1.0), 1e-10, Some(a.top_db));
-    }
+    let (rate, y) = read_wav_mono(&bytes, a.max_seconds)?;
+    drop(bytes);
+    let y = front
+        .resamplers
+        .resample_mono(y, rate, a.sr, a.resample_quality)
+        .map_err(anyhow::Error::msg)?;
+    let (mel, frames) = if a.db {
+        front
+            .mel
+            .log_mel(&y, DbRef::Value(1.0), 1e-10, Some(a.top_db))
+    } else {
+        front.mel.mel(&y)
+    };
     std::fs::write(out, encode_f32(&mel, &[a.n_mels, frames]))
         .with_context(|| format!("writing {}", out.display()))?;
     Ok(frames)

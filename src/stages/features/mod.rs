@@ -14,9 +14,9 @@ use serde::Deserialize;
 
 use crate::config::BatchConfig;
 use crate::dsp::mel::DbRef;
-use crate::dsp::resample::{resample, Quality};
-use crate::dsp::wav::{read_wav, AudioError};
-use crate::dsp::{melspectrogram, power_to_db, MelParams, MelScaleNorm, StftParams};
+use crate::dsp::resample::{Quality, ResamplerCache};
+use crate::dsp::wav::{read_wav_mono, AudioError};
+use crate::dsp::{MelExtractor, MelParams, MelScaleNorm, StftParams};
 use crate::error::{Error, Result};
 use crate::pipeline::Stage;
 use crate::schema::{
@@ -132,13 +132,14 @@ impl FeaturesConfig {
 
     pub(crate) fn validate(&self) -> Result<()> {
         if self.hop == 0
+            || self.n_fft == 0
             || self.n_mels == 0
             || self.win_length.unwrap_or(self.n_fft) > self.n_fft
             || self.sample_rate < 1000
             || self.max_seconds <= 0.0
         {
             return Err(Error::Config(
-                "need hop, n_mels > 0, win_length <= n_fft, sample_rate >= 1000, max_seconds > 0"
+                "need hop, n_fft, n_mels > 0, win_length <= n_fft, sample_rate >= 1000, max_seconds > 0"
                     .into(),
             ));
         }
@@ -167,39 +168,41 @@ pub fn output_schema(input: &SchemaRef) -> SchemaRef {
     append_fields(input, feature_fields())
 }
 
-/// The running stage.
+/// The running stage. Each worker builds its own, so the mel front end (FFT plan,
+/// window, filterbank, scratch) and the resamplers are built once per worker, not per
+/// record.
 #[derive(Debug)]
 pub struct Features {
     cfg: FeaturesConfig,
+    mel: MelExtractor,
+    resamplers: ResamplerCache,
 }
 
 impl Features {
     /// Builds the stage.
     pub fn new(cfg: &FeaturesConfig) -> Self {
-        Features { cfg: cfg.clone() }
+        Features {
+            cfg: cfg.clone(),
+            mel: MelExtractor::new(&cfg.mel()),
+            resamplers: ResamplerCache::new(),
+        }
     }
 
-    fn one(&self, bytes: &[u8]) -> std::result::Result<(Vec<f32>, usize), (ErrorKind, String)> {
-        let audio = read_wav(bytes, self.cfg.max_seconds).map_err(|e| match e {
+    fn one(&mut self, bytes: &[u8]) -> std::result::Result<(Vec<f32>, usize), (ErrorKind, String)> {
+        let (rate, y) = read_wav_mono(bytes, self.cfg.max_seconds).map_err(|e| match e {
             AudioError::TooLong(_) => (ErrorKind::TooLarge, e.to_string()),
             other => (ErrorKind::InvalidAudio, other.to_string()),
         })?;
-        let mut y = audio.mono();
-        if audio.sample_rate != self.cfg.sample_rate {
-            y = resample(
-                &[y],
-                audio.sample_rate,
-                self.cfg.sample_rate,
-                Quality::Balanced,
-            )
-            .map_err(|e| (ErrorKind::InvalidAudio, e))?
-            .remove(0);
-        }
-        let (mut mel, frames) = melspectrogram(&y, &self.cfg.mel());
-        if self.cfg.db {
-            mel = power_to_db(&mel, DbRef::Value(1.0), 1e-10, Some(self.cfg.top_db));
-        }
-        Ok((mel, frames))
+        let y = self
+            .resamplers
+            .resample_mono(y, rate, self.cfg.sample_rate, Quality::Balanced)
+            .map_err(|e| (ErrorKind::InvalidAudio, e))?;
+        Ok(if self.cfg.db {
+            self.mel
+                .log_mel(&y, DbRef::Value(1.0), 1e-10, Some(self.cfg.top_db))
+        } else {
+            self.mel.mel(&y)
+        })
     }
 }
 
