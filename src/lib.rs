@@ -14,6 +14,9 @@
 //! - [`imaging`]: pure image decoding and BLIP preprocessing.
 //! - [`dsp`]: pure audio processing: WAV, resampling, STFT, mel, dB, Griffin-Lim.
 //! - [`speech`]: spoken descriptions with eSpeak NG.
+//! - [`datasets`]: image–caption–audio triplets in Parquet.
+//! - [`metrics`]: caption and audio scores; pure.
+//! - [`train`]: training loops, optimizer, JSONL logs.
 //! - [`models`]: BLIP on libtorch (`tch`), weights loading, devices; pure.
 //! - [`telemetry`]: Prometheus metric names, registry and `/metrics`.
 //! - [`error`]: the one error type.
@@ -27,9 +30,11 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod datasets;
 pub mod dsp;
 pub mod error;
 pub mod imaging;
+pub mod metrics;
 pub mod models;
 pub mod pipeline;
 pub mod schema;
@@ -38,5 +43,6 @@ pub mod sources;
 pub mod speech;
 pub mod stages;
 pub mod telemetry;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -60,12 +60,29 @@ fn default_and_backfill_pipelines_follow_the_edges() {
     assert_eq!(plan.schemas[1], Edge::Decoded.schema());
     assert_eq!(plan.schemas[2], Edge::Captioned.schema());
     let out = plan.output_schema();
-    assert!(out.field_with_name("speech_wav").is_ok() && out.field_with_name("caption").is_ok());
+    for col in ["caption", "speech_wav", "neural_wav", "neural_mel"] {
+        assert!(
+            out.field_with_name(col).is_ok(),
+            "default output lacks {col}"
+        );
+    }
     let cfg = PipelineConfig::load(&repo().join("pipelines/backfill.toml")).unwrap();
     assert_eq!(
         Plan::new(cfg).unwrap().output_schema(),
-        Edge::Spoken.schema()
+        Edge::Voiced.schema()
     );
+}
+
+#[test]
+fn triplet_schema_file_equals_the_code() {
+    let path = repo().join("schemas/triplets.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(
+        text,
+        schema_to_json(&capstream::datasets::triplet_schema()).unwrap()
+    );
+    let out = capstream(&["schema", "triplets"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), text);
 }
 
 #[test]

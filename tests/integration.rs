@@ -11,6 +11,8 @@
 //! - `speech`: eSpeak NG spoken descriptions and the features command.
 //! - `blip_parity`: BLIP against transformers on tiny random checkpoints.
 //! - `caption_stage`: the caption stage in the default pipeline.
+//! - `train_audio`: `capstream train audio`: loss, checkpoints, seeds, resume.
+//! - `neural_audio_stage`: generated log-mel and vocoded audio in a pipeline.
 
 mod util;
 
@@ -22,5 +24,7 @@ mod definitions;
 mod files_run;
 mod interrupt_resume;
 mod metrics;
+mod neural_audio_stage;
 mod preprocess_parity;
 mod speech;
+mod train_audio;

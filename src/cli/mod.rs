@@ -4,6 +4,7 @@ mod caption;
 mod doctor;
 mod features;
 mod run;
+mod train;
 
 use std::process::ExitCode;
 
@@ -34,14 +35,20 @@ enum Command {
         #[arg(required = true)]
         files: Vec<std::path::PathBuf>,
     },
-    /// Print the JSON schema of an edge, or list the edges.
+    /// Print the JSON schema of an edge or of the triplet dataset layout, or list them.
     Schema {
-        /// Edge name (e.g. `source`, `decoded`).
+        /// Edge name (e.g. `source`, `decoded`) or `triplets`.
         edge: Option<String>,
     },
+    /// Train models: `train audio` (generator and vocoder).
+    #[command(subcommand)]
+    Train(train::TrainCommand),
     /// Report libtorch, CUDA, threads and the external tools capstream uses.
     Doctor(doctor::DoctorArgs),
 }
+
+/// The name under which `capstream schema` prints the triplet dataset layout.
+const TRIPLETS: &str = "triplets";
 
 /// Runs the parsed command.
 pub fn dispatch(cli: Cli) -> Result<ExitCode> {
@@ -67,11 +74,18 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Schema { edge } => {
             use capstream::schema::{schema_to_json, Edge};
             match edge {
+                Some(name) if name == TRIPLETS => {
+                    print!(
+                        "{}",
+                        schema_to_json(&capstream::datasets::triplet_schema())?
+                    )
+                }
                 Some(name) => print!("{}", schema_to_json(&Edge::from_name(&name)?.schema())?),
                 None => {
                     for e in Edge::ALL {
                         println!("{}", e.name());
                     }
+                    println!("{TRIPLETS}");
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -80,6 +94,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Caption(args) => caption::run(args),
         Command::Features(args) => features::features(args),
         Command::Speak(args) => features::speak(args),
+        Command::Train(cmd) => train::run(cmd),
     }
 }
 

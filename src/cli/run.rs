@@ -39,6 +39,9 @@ pub struct RunArgs {
     /// Model folder for model stages, overriding the pipeline file.
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Audio model folder for the neural_audio stage, overriding the pipeline file.
+    #[arg(long)]
+    audio_model: Option<PathBuf>,
     /// Never draw a progress bar, even on a terminal.
     #[arg(long)]
     no_progress: bool,
@@ -52,6 +55,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let mut plan =
         Plan::new(cfg).with_context(|| format!("pipeline file {}", args.pipeline.display()))?;
     plan.model_override = args.model.clone();
+    plan.audio_model_override = args.audio_model.clone();
 
     let existing = part_files(&args.output)?;
     let skip: HashSet<String> = if args.resume {

@@ -7,6 +7,7 @@
 
 pub mod griffin_lim;
 pub mod mel;
+pub mod mel_inverse;
 pub mod npy;
 pub mod resample;
 pub mod stft;

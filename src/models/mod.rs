@@ -5,6 +5,7 @@
 //! names, and `forward`. This module is pure: no tokio, Arrow, metrics or pipeline
 //! configuration. Stages own the conversion between Arrow columns and tensors.
 
+pub mod audio;
 pub mod blip;
 pub mod device;
 pub mod weights;

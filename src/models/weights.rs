@@ -194,3 +194,31 @@ pub fn load(vs: &VarStore, file: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// Writes named tensors as safetensors (f32/f16/bf16 kept, moved to CPU), through a
+/// temporary file renamed into place so that a reader never sees half a file.
+pub fn save(tensors: &[(String, Tensor)], file: &Path) -> Result<()> {
+    let cpu: Vec<(String, Tensor)> = tensors
+        .iter()
+        .map(|(n, t)| {
+            (
+                n.clone(),
+                t.detach().to_device(tch::Device::Cpu).contiguous(),
+            )
+        })
+        .collect();
+    let name = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("weights.safetensors");
+    let tmp = file.with_file_name(format!(".{name}.tmp"));
+    Tensor::write_safetensors(&cpu, &tmp)?;
+    std::fs::rename(&tmp, file).map_err(|e| Error::io(file, e))
+}
+
+/// Every variable of `vs` by name, sorted: what [`save`] takes.
+pub fn named_variables(vs: &VarStore) -> Vec<(String, Tensor)> {
+    let mut v: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}

@@ -41,6 +41,8 @@ pub struct BuildContext {
     pub base_dir: PathBuf,
     /// A model folder given on the command line, overriding the pipeline file's.
     pub model_override: Option<PathBuf>,
+    /// An audio model folder given on the command line (`--audio-model`).
+    pub audio_model_override: Option<PathBuf>,
     /// The caption model's input side, read from its `config.json` before any stage
     /// is built, so that `decode_image` prepares images at the size the model needs.
     pub model_image_size: Option<u32>,
@@ -55,6 +57,8 @@ pub struct Plan {
     pub schemas: Vec<SchemaRef>,
     /// A model folder that overrides the pipeline file's (`--model`).
     pub model_override: Option<PathBuf>,
+    /// An audio model folder that overrides the pipeline file's (`--audio-model`).
+    pub audio_model_override: Option<PathBuf>,
 }
 
 impl Plan {
@@ -79,6 +83,7 @@ impl Plan {
             config,
             schemas,
             model_override: None,
+            audio_model_override: None,
         })
     }
 
@@ -107,6 +112,7 @@ impl Plan {
                 .map(|p| p.to_path_buf())
                 .unwrap_or_default(),
             model_override: self.model_override.clone(),
+            audio_model_override: self.audio_model_override.clone(),
             model_image_size: None,
         };
         if let Some(dir) = self.config.stages.iter().find_map(|s| s.model_dir(&cx)) {

@@ -69,6 +69,14 @@ pub mod columns {
     pub const SPEECH_SAMPLE_RATE: &str = "speech_sample_rate";
     /// Duration of `speech_wav` in seconds.
     pub const SPEECH_SECONDS: &str = "speech_seconds";
+    /// Neural audio: generated log-mel in dB, `[n_mels][frames]` row-major.
+    pub const NEURAL_MEL: &str = "neural_mel";
+    /// Frames of `neural_mel`.
+    pub const NEURAL_MEL_FRAMES: &str = "neural_mel_frames";
+    /// Neural audio: the vocoded waveform as a PCM16 WAV file.
+    pub const NEURAL_WAV: &str = "neural_wav";
+    /// Sample rate of `neural_wav`.
+    pub const NEURAL_SAMPLE_RATE: &str = "neural_sample_rate";
 }
 
 /// Schema-level metadata key holding the schema version.
@@ -91,16 +99,19 @@ pub enum Edge {
     Featured,
     /// What `speak` adds after `features`: the spoken caption.
     Spoken,
+    /// After `neural_audio`: the full output of the backfill pipeline.
+    Voiced,
 }
 
 impl Edge {
     /// Every edge, in pipeline order.
-    pub const ALL: [Edge; 5] = [
+    pub const ALL: [Edge; 6] = [
         Edge::Source,
         Edge::Decoded,
         Edge::Captioned,
         Edge::Featured,
         Edge::Spoken,
+        Edge::Voiced,
     ];
 
     /// The edge's stable name (also its file name under `schemas/`).
@@ -111,6 +122,7 @@ impl Edge {
             Edge::Captioned => "captioned",
             Edge::Featured => "featured",
             Edge::Spoken => "spoken",
+            Edge::Voiced => "voiced",
         }
     }
 
@@ -137,6 +149,13 @@ impl Edge {
                 let mut f = captioned_fields();
                 f.extend(feature_fields());
                 f.extend(speech_fields());
+                f
+            }
+            Edge::Voiced => {
+                let mut f = captioned_fields();
+                f.extend(feature_fields());
+                f.extend(speech_fields());
+                f.extend(neural_audio_fields());
                 f
             }
         };
@@ -239,6 +258,20 @@ pub fn speech_fields() -> Vec<Field> {
         Field::new(columns::SPEECH_WAV, DataType::Binary, true),
         Field::new(columns::SPEECH_SAMPLE_RATE, DataType::UInt32, true),
         Field::new(columns::SPEECH_SECONDS, DataType::Float32, true),
+    ]
+}
+
+/// The columns `neural_audio` adds.
+pub fn neural_audio_fields() -> Vec<Field> {
+    vec![
+        Field::new(
+            columns::NEURAL_MEL,
+            DataType::List(Arc::new(Field::new("item", DataType::Float32, true))),
+            true,
+        ),
+        Field::new(columns::NEURAL_MEL_FRAMES, DataType::UInt32, true),
+        Field::new(columns::NEURAL_WAV, DataType::Binary, true),
+        Field::new(columns::NEURAL_SAMPLE_RATE, DataType::UInt32, true),
     ]
 }
 

@@ -6,6 +6,7 @@
 pub mod caption;
 pub mod decode_image;
 pub mod features;
+pub mod neural_audio;
 pub mod speak;
 
 use arrow::datatypes::SchemaRef;
@@ -27,6 +28,8 @@ pub enum StageConfig {
     Features(features::FeaturesConfig),
     /// Caption → spoken description (eSpeak NG).
     Speak(speak::SpeakConfig),
+    /// Image embedding → generated log-mel → vocoded waveform.
+    NeuralAudio(neural_audio::NeuralAudioConfig),
 }
 
 impl StageConfig {
@@ -37,6 +40,7 @@ impl StageConfig {
             StageConfig::Caption(_) => caption::NAME,
             StageConfig::Features(_) => features::NAME,
             StageConfig::Speak(_) => speak::NAME,
+            StageConfig::NeuralAudio(_) => neural_audio::NAME,
         }
     }
 
@@ -47,6 +51,7 @@ impl StageConfig {
             StageConfig::Caption(c) => c.workers,
             StageConfig::Features(c) => c.workers,
             StageConfig::Speak(c) => c.workers,
+            StageConfig::NeuralAudio(c) => c.workers,
         }
     }
 
@@ -57,6 +62,7 @@ impl StageConfig {
             StageConfig::Caption(c) => c.batch,
             StageConfig::Features(c) => c.batch,
             StageConfig::Speak(c) => c.batch,
+            StageConfig::NeuralAudio(c) => c.batch,
         }
     }
 
@@ -67,6 +73,7 @@ impl StageConfig {
             StageConfig::Caption(c) => c.validate(),
             StageConfig::Features(c) => c.validate(),
             StageConfig::Speak(c) => c.validate(),
+            StageConfig::NeuralAudio(c) => c.validate(),
         }
     }
 
@@ -77,6 +84,7 @@ impl StageConfig {
             StageConfig::Caption(_) => caption::input_schema(),
             StageConfig::Features(_) => features::input_schema(),
             StageConfig::Speak(_) => speak::input_schema(),
+            StageConfig::NeuralAudio(_) => neural_audio::input_schema(),
         }
     }
 
@@ -87,39 +95,21 @@ impl StageConfig {
             StageConfig::Caption(_) => caption::output_schema(),
             StageConfig::Features(_) => features::output_schema(input),
             StageConfig::Speak(_) => speak::output_schema(input),
+            StageConfig::NeuralAudio(_) => neural_audio::output_schema(input),
         }
     }
 
-    /// The checkpoint folder of a model stage: `--model`, else the stage's `model`
-    /// relative to the pipeline file. `None` for stages without a model.
+    /// The caption model's checkpoint folder: `--model`, else the stage's `model`
+    /// relative to the pipeline file. `None` for other stages.
     pub fn model_dir(&self, cx: &BuildContext) -> Option<Result<std::path::PathBuf>> {
         match self {
-            StageConfig::Caption(c) => Some(self.model_path_of(c, cx)),
-            StageConfig::DecodeImage(_) | StageConfig::Features(_) | StageConfig::Speak(_) => None,
-        }
-    }
-
-    fn model_path(&self, cx: &BuildContext) -> Result<std::path::PathBuf> {
-        self.model_dir(cx).unwrap_or_else(|| {
-            Err(crate::error::Error::Config(format!(
-                "{} has no model",
-                self.name()
-            )))
-        })
-    }
-
-    fn model_path_of(
-        &self,
-        c: &caption::CaptionConfig,
-        cx: &BuildContext,
-    ) -> Result<std::path::PathBuf> {
-        match (&cx.model_override, &c.model) {
-            (Some(m), _) => Ok(m.clone()),
-            (None, Some(m)) if m.is_absolute() => Ok(m.clone()),
-            (None, Some(m)) => Ok(cx.base_dir.join(m)),
-            (None, None) => Err(crate::error::Error::Config(
-                "caption: no model; set `model` in the stage or pass --model".into(),
+            StageConfig::Caption(c) => Some(resolve(
+                cx.model_override.as_ref(),
+                c.model.as_ref(),
+                cx,
+                "caption: no model; set `model` in the stage or pass --model",
             )),
+            _ => None,
         }
     }
 
@@ -129,9 +119,36 @@ impl StageConfig {
             StageConfig::DecodeImage(c) => {
                 Box::new(decode_image::DecodeImage::new(c, cx.model_image_size))
             }
-            StageConfig::Caption(c) => Box::new(caption::Caption::new(c, self.model_path(cx)?)?),
+            StageConfig::Caption(c) => {
+                let dir = self.model_dir(cx).expect("caption has a model")?;
+                Box::new(caption::Caption::new(c, dir)?)
+            }
             StageConfig::Features(c) => Box::new(features::Features::new(c)),
             StageConfig::Speak(c) => Box::new(speak::Speak::new(c)),
+            StageConfig::NeuralAudio(c) => Box::new(neural_audio::NeuralAudioStage::new(
+                c,
+                &resolve(
+                    cx.audio_model_override.as_ref(),
+                    c.model.as_ref(),
+                    cx,
+                    "neural_audio: no model; set `model` in the stage or pass --audio-model",
+                )?,
+            )?),
         })
+    }
+}
+
+/// A model folder: the command line's, else the pipeline file's (relative to the file).
+fn resolve(
+    overridden: Option<&std::path::PathBuf>,
+    configured: Option<&std::path::PathBuf>,
+    cx: &BuildContext,
+    missing: &str,
+) -> Result<std::path::PathBuf> {
+    match (overridden, configured) {
+        (Some(m), _) => Ok(m.clone()),
+        (None, Some(m)) if m.is_absolute() => Ok(m.clone()),
+        (None, Some(m)) => Ok(cx.base_dir.join(m)),
+        (None, None) => Err(crate::error::Error::Config(missing.into())),
     }
 }

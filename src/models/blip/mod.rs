@@ -210,6 +210,17 @@ impl Captioner {
             .to_kind(self.model.kind()))
     }
 
+    /// The pooled image embeddings `[B, vision hidden]` (f32, on the model's device) of
+    /// normalized pixels, without gradients: what the audio generator takes.
+    pub fn embed(&self, pixels: &Tensor) -> Tensor {
+        let _guard = tch::no_grad_guard();
+        let image_embeds = self.model.vision_model.forward(pixels);
+        self.model
+            .vision_model
+            .pooled(&image_embeds)
+            .to_kind(Kind::Float)
+    }
+
     /// `[DEC]` followed by the prompt's word pieces.
     pub fn prompt_ids(&self, prompt: &str) -> Result<Vec<i64>> {
         let mut ids = vec![self.bos];
