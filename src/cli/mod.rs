@@ -5,6 +5,7 @@ mod doctor;
 mod features;
 mod run;
 mod train;
+mod vocode;
 
 use std::process::ExitCode;
 
@@ -40,6 +41,8 @@ enum Command {
         /// Edge name (e.g. `source`, `decoded`) or `triplets`.
         edge: Option<String>,
     },
+    /// Log-mel .npy files to WAV with a neural audio checkpoint's vocoder or Griffin-Lim.
+    Vocode(vocode::VocodeArgs),
     /// Train models: `train audio` (generator and vocoder).
     #[command(subcommand)]
     Train(train::TrainCommand),
@@ -95,6 +98,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Features(args) => features::features(args),
         Command::Speak(args) => features::speak(args),
         Command::Train(cmd) => train::run(cmd),
+        Command::Vocode(args) => vocode::run(args),
     }
 }
 

@@ -69,6 +69,24 @@ pub fn mel_to_stft(mel: &[f32], frames: usize, p: &MelParams, n_iter: usize) -> 
     s
 }
 
+/// A waveform from a log-mel in dB (`power_to_db` of a power mel, ref 1): dB → power
+/// → [`mel_to_stft`] (100 iterations) → Griffin-Lim (`n_iter`, momentum 0.99, zero
+/// initial phase, so deterministic); librosa's `feature.inverse.mel_to_audio` with
+/// `init=None`. `length` fixes the output length (default `(frames − 1) · hop`).
+pub fn mel_db_to_audio(
+    mel_db: &[f32],
+    frames: usize,
+    p: &MelParams,
+    n_iter: usize,
+    length: Option<usize>,
+) -> Vec<f32> {
+    let power: Vec<f32> = mel_db.iter().map(|&d| 10f32.powf(d / 10.0)).collect();
+    let mel_params = MelParams { power: 2.0, ..*p };
+    let mag = mel_to_stft(&power, frames, &mel_params, 100);
+    let length = length.unwrap_or(frames.saturating_sub(1) * p.stft.hop);
+    super::griffin_lim::griffin_lim(&mag, frames, &p.stft, n_iter, 0.99, Some(length))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,5 @@
-//! Writing `.npy` files (NumPy format 1.0) of little-endian float32.
+//! `.npy` files (NumPy format 1.0/2.0) of little-endian floats: float32 written,
+//! float32 or float64 read (C order).
 
 /// Encodes a C-order float32 array of `shape`.
 pub fn encode_f32(data: &[f32], shape: &[usize]) -> Vec<u8> {
@@ -26,4 +27,91 @@ pub fn encode_f32(data: &[f32], shape: &[usize]) -> Vec<u8> {
         out.extend_from_slice(&v.to_le_bytes());
     }
     out
+}
+
+/// Decodes a C-order little-endian float32 or float64 `.npy` into float32 values and
+/// the shape. Anything else (Fortran order, other dtypes, truncated data) is an error
+/// saying what was found.
+pub fn decode_f32(bytes: &[u8]) -> Result<(Vec<f32>, Vec<usize>), String> {
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err("not a .npy file".into());
+    }
+    let (header_len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        v => return Err(format!("unsupported .npy version {v}")),
+    };
+    let header = bytes
+        .get(start..start + header_len)
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .ok_or("truncated .npy header")?;
+    let field = |key: &str| -> Result<&str, String> {
+        let at = header
+            .find(&format!("'{key}'"))
+            .ok_or(format!(".npy header lacks {key}"))?;
+        Ok(header[at + key.len() + 2..].trim_start_matches([':', ' ']))
+    };
+    let descr = field("descr")?;
+    let width = if descr.starts_with("'<f4'") {
+        4
+    } else if descr.starts_with("'<f8'") {
+        8
+    } else {
+        return Err(format!(
+            "unsupported dtype {}: expected <f4 or <f8",
+            descr.split(',').next().unwrap_or(descr)
+        ));
+    };
+    if field("fortran_order")?.starts_with("True") {
+        return Err("Fortran-order arrays are not supported".into());
+    }
+    let shape_text = field("shape")?;
+    let inner = shape_text
+        .strip_prefix('(')
+        .and_then(|s| s.split(')').next())
+        .ok_or("malformed shape")?;
+    let shape = inner
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(|d| {
+            d.parse::<usize>()
+                .map_err(|_| format!("malformed shape ({inner})"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let n: usize = shape.iter().product();
+    let data = &bytes[start + header_len..];
+    if data.len() < n * width {
+        return Err(format!(
+            "truncated .npy data: {} bytes for {n} values",
+            data.len()
+        ));
+    }
+    let values = data[..n * width]
+        .chunks_exact(width)
+        .map(|c| match width {
+            4 => f32::from_le_bytes([c[0], c[1], c[2], c[3]]),
+            _ => f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32,
+        })
+        .collect();
+    Ok((values, shape))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let v: Vec<f32> = (0..12).map(|i| i as f32 * 0.5).collect();
+        assert_eq!(
+            decode_f32(&encode_f32(&v, &[3, 4])).unwrap(),
+            (v.clone(), vec![3, 4])
+        );
+        assert_eq!(decode_f32(&encode_f32(&v, &[12])).unwrap(), (v, vec![12]));
+        assert!(decode_f32(b"nope").is_err());
+    }
 }

@@ -28,9 +28,8 @@ use super::log::{num, JsonlLog};
 use super::loss::{multi_resolution_stft, SPEECH_16K};
 use super::rng::SplitMix64;
 use crate::datasets::triplets::{splits, Triplet};
-use crate::dsp::griffin_lim::griffin_lim;
 use crate::dsp::mel::{melspectrogram, power_to_db, DbRef};
-use crate::dsp::mel_inverse::mel_to_stft;
+use crate::dsp::mel_inverse::mel_db_to_audio;
 use crate::dsp::resample::{resample, Quality};
 use crate::dsp::wav::read_wav;
 use crate::error::{Error, Result};
@@ -608,14 +607,11 @@ fn griffin_lim_baseline(
     let (mut snr, mut sc) = (vec![], vec![]);
     for &i in idx {
         let e = &examples[i];
-        let power: Vec<f32> = e.mel_db.iter().map(|&d| 10f32.powf(d / 10.0)).collect();
-        let mag = mel_to_stft(&power, cfg.mel.frames, &p, 100);
-        let y = griffin_lim(
-            &mag,
+        let y = mel_db_to_audio(
+            &e.mel_db,
             cfg.mel.frames,
-            &p.stft,
+            &p,
             iters,
-            0.99,
             Some(cfg.mel.clip_samples()),
         );
         snr.push(am::snr_db(&e.waveform, &y));

@@ -172,6 +172,33 @@ impl NeuralAudio {
     }
 }
 
+impl NeuralAudio {
+    /// The vocoder alone on a log-mel in dB, `[n_mels][frames]` row-major, of any
+    /// length: `(frames − 1) · hop` samples (the clip a centred STFT of that many frames
+    /// describes).
+    pub fn vocode(&self, mel_db: &[f32], frames: usize) -> Result<Vec<f32>> {
+        let n_mels = self.config.mel.n_mels;
+        if frames == 0 || mel_db.len() != n_mels * frames {
+            return Err(Error::Config(format!(
+                "log-mel has {} values; the vocoder needs {n_mels} bands x {frames} frames",
+                mel_db.len()
+            )));
+        }
+        let _guard = tch::no_grad_guard();
+        let x = Tensor::from_slice(mel_db)
+            .reshape([1, n_mels as i64, frames as i64])
+            .to_device(self.device());
+        let samples = ((frames - 1) * self.config.mel.hop) as i64;
+        let y = self
+            .vocoder
+            .forward(&self.normalize(&x))
+            .narrow(1, 0, samples)
+            .to_kind(Kind::Float)
+            .to_device(Device::Cpu);
+        Ok(Vec::<f32>::try_from(y.get(0))?)
+    }
+}
+
 /// The DSP parameters of a [`MelConfig`]: Slaney mels, power 2, centred frames.
 pub fn mel_params(m: &MelConfig) -> MelParams {
     MelParams {

@@ -18,8 +18,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use serde::Deserialize;
 
 use crate::config::BatchConfig;
-use crate::dsp::griffin_lim::griffin_lim;
-use crate::dsp::mel_inverse::mel_to_stft;
+use crate::dsp::mel_inverse::mel_db_to_audio;
 use crate::dsp::wav::write_wav_pcm16;
 use crate::error::{Error, Result};
 use crate::models::audio::NeuralAudio;
@@ -130,15 +129,11 @@ impl NeuralAudioStage {
 
     fn griffin_lim(&self, mel_db: &[f32]) -> Vec<f32> {
         let c = &self.model.config().mel;
-        let p = self.model.mel_params();
-        let power: Vec<f32> = mel_db.iter().map(|&d| 10f32.powf(d / 10.0)).collect();
-        let mag = mel_to_stft(&power, c.frames, &p, 100);
-        griffin_lim(
-            &mag,
+        mel_db_to_audio(
+            mel_db,
             c.frames,
-            &p.stft,
+            &self.model.mel_params(),
             self.griffin_lim_iters,
-            0.99,
             Some(c.clip_samples()),
         )
     }

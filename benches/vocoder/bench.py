@@ -1,0 +1,127 @@
+"""Helper of benches/vocoder/bench.sh: sentences, the librosa peer, and the report."""
+
+import glob
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+SENTENCES = [
+    "a red circle on a white background",
+    "two blue squares next to a green triangle",
+    "a man riding a bicycle down a city street",
+    "a plate of food with broccoli and rice",
+    "a dog running across a grassy field",
+    "three yellow stars above a small black cross",
+    "a group of people standing around a kitchen",
+    "a train traveling down the tracks near a station",
+    "a cat sitting on top of a wooden table",
+    "a large purple hexagon left of an orange circle",
+    "a bowl of fruit on a counter",
+    "a person holding an umbrella in the rain",
+    "a stop sign at the corner of a street",
+    "an airplane flying over a body of water",
+    "a child playing with a kite on the beach",
+    "four small pink diamonds on a striped background",
+    "a clock tower in the middle of a town",
+    "a bathroom with a sink and a mirror",
+    "a herd of elephants walking through the grass",
+    "a pizza with cheese and tomatoes on a tray",
+]
+
+
+def mels(work):
+    import numpy as np
+
+    return [(p, np.load(p)) for p in sorted(glob.glob(f"{work}/mel/*.npy"))]
+
+
+def librosa_peer(work, runs):
+    import librosa
+    import numpy as np
+
+    clips = mels(work)
+    # Warm-up (numba JIT), untimed.
+    librosa.feature.inverse.mel_to_audio(librosa.db_to_power(clips[0][1]), sr=16000, n_fft=1024, hop_length=512, n_iter=2)
+    best = None
+    outs = {}
+    for _ in range(runs):
+        t = time.perf_counter()
+        for p, m in clips:
+            y = librosa.feature.inverse.mel_to_audio(
+                librosa.db_to_power(m), sr=16000, n_fft=1024, hop_length=512, n_iter=32
+            )
+            outs[os.path.basename(p)[:-4]] = y
+        dt = time.perf_counter() - t
+        best = dt if best is None else min(best, dt)
+    os.makedirs(f"{work}/out/librosa", exist_ok=True)
+    for k, y in outs.items():
+        np.save(f"{work}/out/librosa/{k}.npy", y.astype(np.float32))
+    print(best)
+
+
+def sc(ref, est):
+    import librosa
+    import numpy as np
+
+    n = min(len(ref), len(est))
+    s = np.abs(librosa.stft(ref[:n], n_fft=1024, hop_length=512))
+    e = np.abs(librosa.stft(est[:n], n_fft=1024, hop_length=512))
+    return float(np.linalg.norm(s - e) / np.linalg.norm(s))
+
+
+def report(work, runs, n_in, n_whole, s_in, s_whole, g_in, g_whole, lib, version):
+    import librosa
+    import numpy as np
+    import soundfile as sf
+
+    refs = {os.path.basename(p)[:-4]: sf.read(p, dtype="float32")[0] for p in sorted(glob.glob(f"{work}/wav/*.wav"))}
+    audio_s = sum(len(m[1][0]) - 1 for m in mels(work)) * 512 / 16000
+
+    def q(folder, npy=False):
+        vals = []
+        for k, r in refs.items():
+            p = f"{work}/out/{folder}/{k}." + ("npy" if npy else "wav")
+            y = np.load(p) if npy else sf.read(p, dtype="float32")[0]
+            vals.append(sc(r, y))
+        return np.mean(vals)
+
+    lib = float(lib)
+    rows = [
+        ("capstream vocode, neural, default size (128 ch, 8x8x8)", float(n_in), float(n_whole), q("neural_default")),
+        ("capstream vocode, neural, fixture size (32 ch)", float(s_in), float(s_whole), q("neural")),
+        ("capstream vocode, Griffin-Lim (32 iter, NNLS mel inverse)", float(g_in), float(g_whole), q("griffin-lim")),
+        ("librosa mel_to_audio (Griffin-Lim, 32 iter)", lib, None, q("librosa", npy=True)),
+    ]
+    cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
+    print("## Vocoder real-time factor (CPU, one core)\n")
+    print(f"Command: `bash benches/vocoder/bench.sh`   Date: {time.strftime('%Y-%m-%dT%H:%MZ', time.gmtime())}")
+    print(f"Machine: {cpu}, nproc={os.cpu_count()}, {platform.system()} {platform.release()}")
+    print(f"Versions: {version}, librosa {librosa.__version__}, numpy {np.__version__}")
+    print(f"Input: {len(refs)} spoken captions (capstream speak, 16 kHz), {audio_s:.1f} s of audio, as 80-band log-mels")
+    print("(16 kHz, n_fft 1024, hop 512, dB) from `capstream features`; each side vocodes every clip.")
+    print(f"Timing: best of {runs}; `taskset -c 0`, 1 libtorch thread, OMP/numba 1 thread. capstream's 'in-process'")
+    print("time is measured around vocoding only (model loaded, files read); 'whole process' adds start-up and I/O.")
+    print("librosa is timed in-process after a numba warm-up. RTF = seconds / audio seconds (lower is faster).\n")
+    print("| what | in-process s | RTF | x real time | whole process s | vs librosa (in-process) | spectral convergence vs the spoken clip |")
+    print("|---|---|---|---|---|---|---|")
+    for name, inner, whole, quality in rows:
+        w = f"{whole:.3f}" if whole is not None else ""
+        print(f"| {name} | {inner:.3f} | {inner / audio_s:.4f} | {audio_s / inner:.0f} | {w} | {lib / inner:.2f}x | {quality:.3f} |")
+    print("\nThe neural vocoders here are timed, not judged: the default-size one trained one epoch on the")
+    print("16-clip fixture, so its spectral convergence says nothing about a trained vocoder (see the")
+    print("default model's card for that). Griffin-Lim needs no training; its column compares the two")
+    print("implementations (different initial phases: capstream zero, librosa random).")
+
+
+if __name__ == "__main__":
+    cmd = sys.argv[1]
+    if cmd == "sentences":
+        for i, s in enumerate(SENTENCES):
+            print(f"{i:02d}\t{s}")
+    elif cmd == "librosa":
+        librosa_peer(sys.argv[2], int(sys.argv[3]))
+    else:
+        report(*sys.argv[2:])
