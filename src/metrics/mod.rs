@@ -4,3 +4,4 @@
 //! sources each follows). It is pure: slices in, numbers out; no tensors, Arrow or I/O.
 
 pub mod audio;
+pub mod caption;
