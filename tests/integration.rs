@@ -1,6 +1,7 @@
 //! capstream's integration tests: one binary (ripgrep style), one module per area.
 //!
 //! - `audio_parity`: audio DSP against librosa.
+//! - `audio_metrics`: MSE, MAE, SNR, SC, LSD, MCD against numpy/librosa.
 //! - `util`: helpers to run the binary, write pipelines and read Parquet output.
 //! - `definitions`: every file in `pipelines/` and `schemas/` against the code.
 //! - `preprocess_parity`: image preprocessing against transformers' processor.
@@ -16,6 +17,7 @@
 
 mod util;
 
+mod audio_metrics;
 mod audio_parity;
 mod backfill;
 mod blip_parity;

@@ -1,5 +1,6 @@
 //! Subcommands. Each file holds one command's arguments and its glue to the library.
 
+mod audio_metrics;
 mod caption;
 mod doctor;
 mod features;
@@ -41,6 +42,9 @@ enum Command {
         /// Edge name (e.g. `source`, `decoded`) or `triplets`.
         edge: Option<String>,
     },
+    /// Audio metrics of an estimate WAV against a reference WAV (MSE, MAE, SNR, spectral
+    /// convergence, LSD, MCD).
+    AudioMetrics(audio_metrics::AudioMetricsArgs),
     /// Log-mel .npy files to WAV with a neural audio checkpoint's vocoder or Griffin-Lim.
     Vocode(vocode::VocodeArgs),
     /// Train models: `train audio` (generator and vocoder).
@@ -99,6 +103,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Speak(args) => features::speak(args),
         Command::Train(cmd) => train::run(cmd),
         Command::Vocode(args) => vocode::run(args),
+        Command::AudioMetrics(args) => audio_metrics::run(args),
     }
 }
 

@@ -1,18 +1,97 @@
 //! Audio comparison metrics between a reference `x` and an estimate `x̂`.
 //!
-//! There is no canonical package for these, so the definitions are pinned here:
-//! - MSE = mean((x − x̂)²), MAE = mean(|x − x̂|);
-//! - SNR = 10·log10(Σx² / Σ(x − x̂)²) dB, `+∞` when the estimate is exact, no epsilon;
-//! - spectral convergence = ‖|S| − |Ŝ|‖_F / ‖|S|‖_F over STFT magnitudes (the reference
-//!   in the denominator, as auraloss);
-//! - LSD = mean over frames of sqrt(mean over bins of (10·log10(|S|² + ε) −
+//! There is no canonical package for these, so the definitions are pinned here (see
+//! `shared/reference/metrics.md` §4c for the sources):
+//! - **MSE** = mean((x − x̂)²), **MAE** = mean(|x − x̂|).
+//! - **SNR** = 10·log10((Σx² + ε) / (Σ(x − x̂)² + ε)) dB with ε = f32 machine epsilon,
+//!   as torchmetrics' `signal_noise_ratio` (`zero_mean=False`): finite everywhere; an
+//!   exact estimate of a non-silent reference gives a large positive value, silence
+//!   against silence 0 dB.
+//! - **Spectral convergence** = ‖|S| − |Ŝ|‖_F / ‖|S|‖_F over STFT magnitudes, the
+//!   reference in the denominator (auraloss). Undefined (NaN, reported as `null`) when the
+//!   reference is silent.
+//! - **LSD** = mean over frames of sqrt(mean over bins of (10·log10(|S|² + ε) −
 //!   10·log10(|Ŝ|² + ε))²) dB, ε = 1e-10.
+//! - **MCD** (mel-cepstral distortion) = mean over frames of
+//!   (10√2 / ln 10)·sqrt(Σ_{d=1..13} (c_d − ĉ_d)²), where c = DCT-II (orthonormal) of the
+//!   natural log of the mel power spectrum (Slaney mels, `n_mels` bands, floor 1e-10);
+//!   c0 (energy) is excluded; frames compared one to one (no time warping).
 //!
-//! Signals of different lengths are compared over the shorter one's length.
+//! STFTs: periodic Hann, `center` with zero padding (librosa), `n_fft`/`hop` from
+//! [`AudioMetricParams`] (default 1024/256). Signals of different lengths are compared
+//! over the shorter one's length; callers report both lengths.
 
+use crate::dsp::mel::{melspectrogram, MelParams, MelScaleNorm};
 use crate::dsp::stft::{stft, StftParams};
 
 const LSD_EPS: f64 = 1e-10;
+const SNR_EPS: f64 = f32::EPSILON as f64;
+const MEL_FLOOR: f64 = 1e-10;
+/// `10·√2 / ln 10`: MCD's constant for natural-log cepstra.
+pub const MCD_K: f64 = 6.141_851_463_713_754;
+
+/// Analysis settings of the spectral metrics.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AudioMetricParams {
+    /// FFT size (window = FFT size).
+    pub n_fft: usize,
+    /// Hop.
+    pub hop: usize,
+    /// Mel bands of the MCD's mel spectrum.
+    pub n_mels: usize,
+    /// Cepstral coefficients compared by MCD (c1..=c_n).
+    pub n_mcd: usize,
+}
+
+impl Default for AudioMetricParams {
+    fn default() -> Self {
+        AudioMetricParams {
+            n_fft: 1024,
+            hop: 256,
+            n_mels: 80,
+            n_mcd: 13,
+        }
+    }
+}
+
+/// Every audio metric of one estimate against one reference.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AudioScores {
+    /// Mean squared error.
+    pub mse: f64,
+    /// Mean absolute error.
+    pub mae: f64,
+    /// Signal-to-noise ratio, dB.
+    pub snr_db: f64,
+    /// Spectral convergence (NaN for a silent reference).
+    pub spectral_convergence: f64,
+    /// Log-spectral distance, dB.
+    pub lsd_db: f64,
+    /// Mel-cepstral distortion, dB.
+    pub mcd: f64,
+    /// Samples compared (the shorter length).
+    pub compared_samples: usize,
+}
+
+/// All metrics of `estimate` against `reference` at sample rate `sr`.
+pub fn score_audio(
+    reference: &[f32],
+    estimate: &[f32],
+    sr: u32,
+    p: &AudioMetricParams,
+) -> AudioScores {
+    let (x, y) = common(reference, estimate);
+    let stft_p = StftParams::new(p.n_fft, p.hop);
+    AudioScores {
+        mse: mse(x, y),
+        mae: mae(x, y),
+        snr_db: snr_db(x, y),
+        spectral_convergence: spectral_convergence(x, y, &stft_p),
+        lsd_db: lsd_db(x, y, &stft_p),
+        mcd: mcd(x, y, sr, p),
+        compared_samples: x.len(),
+    }
+}
 
 fn common<'a>(x: &'a [f32], y: &'a [f32]) -> (&'a [f32], &'a [f32]) {
     let n = x.len().min(y.len());
@@ -45,7 +124,7 @@ pub fn mae(x: &[f32], y: &[f32]) -> f64 {
         / x.len() as f64
 }
 
-/// Signal-to-noise ratio of `estimate` against `reference`, dB.
+/// Signal-to-noise ratio of `estimate` against `reference`, dB (torchmetrics' ε form).
 pub fn snr_db(reference: &[f32], estimate: &[f32]) -> f64 {
     let (x, y) = common(reference, estimate);
     let signal: f64 = x.iter().map(|&a| f64::from(a).powi(2)).sum();
@@ -54,41 +133,110 @@ pub fn snr_db(reference: &[f32], estimate: &[f32]) -> f64 {
         .zip(y)
         .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
         .sum();
-    10.0 * (signal / noise).log10()
+    10.0 * ((signal + SNR_EPS) / (noise + SNR_EPS)).log10()
 }
 
 fn magnitudes(y: &[f32], p: &StftParams) -> Vec<f64> {
     stft(y, p).magnitude_pow(1.0)
 }
 
-/// Spectral convergence of `estimate` against `reference` with STFT `p`.
+/// Spectral convergence of `estimate` against `reference` with STFT `p`; NaN when the
+/// reference is silent.
 pub fn spectral_convergence(reference: &[f32], estimate: &[f32], p: &StftParams) -> f64 {
     let (x, y) = common(reference, estimate);
     let (s, e) = (magnitudes(x, p), magnitudes(y, p));
     let num: f64 = s.iter().zip(&e).map(|(a, b)| (a - b).powi(2)).sum();
     let den: f64 = s.iter().map(|a| a * a).sum();
+    if den == 0.0 {
+        return f64::NAN;
+    }
     (num / den).sqrt()
 }
 
 /// Log-spectral distance of `estimate` against `reference` with STFT `p`, dB.
 pub fn lsd_db(reference: &[f32], estimate: &[f32], p: &StftParams) -> f64 {
     let (x, y) = common(reference, estimate);
-    let (sx, sy) = (stft(x, p), stft(y, p));
-    let (frames, bins) = (sx.frames, sx.bins);
+    let (a, b) = (stft(x, p).magnitude_pow(2.0), stft(y, p).magnitude_pow(2.0));
+    let bins = p.bins();
+    let frames = a.len() / bins.max(1);
     if frames == 0 {
         return 0.0;
     }
+    // magnitude_pow is bin-major: [bins][frames].
     let mut total = 0.0;
     for t in 0..frames {
         let mut acc = 0.0;
         for f in 0..bins {
-            let a = sx.data[t * bins + f].norm_sqr();
-            let b = sy.data[t * bins + f].norm_sqr();
-            acc += (10.0 * (a + LSD_EPS).log10() - 10.0 * (b + LSD_EPS).log10()).powi(2);
+            let (u, v) = (a[f * frames + t], b[f * frames + t]);
+            acc += (10.0 * (u + LSD_EPS).log10() - 10.0 * (v + LSD_EPS).log10()).powi(2);
         }
         total += (acc / bins as f64).sqrt();
     }
     total / frames as f64
+}
+
+/// Mel cepstra `[frames][n_mcd + 1]` (c0 first) of a signal.
+fn mel_cepstra(y: &[f32], sr: u32, p: &AudioMetricParams) -> Vec<Vec<f64>> {
+    let mp = MelParams {
+        sr,
+        stft: StftParams::new(p.n_fft, p.hop),
+        n_mels: p.n_mels,
+        fmin: 0.0,
+        fmax: None,
+        htk: false,
+        norm: MelScaleNorm::Slaney,
+        power: 2.0,
+    };
+    let (mel, frames) = melspectrogram(y, &mp);
+    let m = p.n_mels;
+    let n = (p.n_mcd + 1).min(m);
+    // Orthonormal DCT-II basis, as scipy.fft.dct(type=2, norm="ortho").
+    let basis: Vec<f64> = (0..n)
+        .flat_map(|k| {
+            let scale = if k == 0 {
+                (1.0 / m as f64).sqrt()
+            } else {
+                (2.0 / m as f64).sqrt()
+            };
+            (0..m).map(move |i| {
+                scale
+                    * (std::f64::consts::PI * k as f64 * (2 * i + 1) as f64 / (2 * m) as f64).cos()
+            })
+        })
+        .collect();
+    (0..frames)
+        .map(|t| {
+            let logmel: Vec<f64> = (0..m)
+                .map(|b| f64::from(mel[b * frames + t]).max(MEL_FLOOR).ln())
+                .collect();
+            (0..n)
+                .map(|k| (0..m).map(|i| basis[k * m + i] * logmel[i]).sum())
+                .collect()
+        })
+        .collect()
+}
+
+/// Mel-cepstral distortion, dB (c0 excluded; frames compared one to one).
+pub fn mcd(reference: &[f32], estimate: &[f32], sr: u32, p: &AudioMetricParams) -> f64 {
+    let (x, y) = common(reference, estimate);
+    let (a, b) = (mel_cepstra(x, sr, p), mel_cepstra(y, sr, p));
+    if a.is_empty() {
+        return 0.0;
+    }
+    let per_frame: f64 = a
+        .iter()
+        .zip(&b)
+        .map(|(u, v)| {
+            MCD_K
+                * u.iter()
+                    .zip(v)
+                    .skip(1)
+                    .map(|(c, d)| (c - d).powi(2))
+                    .sum::<f64>()
+                    .sqrt()
+        })
+        .sum();
+    per_frame / a.len() as f64
 }
 
 #[cfg(test)]
@@ -122,19 +270,27 @@ mod tests {
         let p = StftParams::new(2048, 512);
         assert!((mse(&y, &yh) - 5.0009645089e-05).abs() < 1e-9);
         assert!((mae(&y, &yh) - 6.3675475367e-03).abs() < 1e-8);
-        assert!((snr_db(&y, &yh) - 34.946445).abs() < 1e-3);
+        // torchmetrics-eps style: 34.946442.
+        assert!((snr_db(&y, &yh) - 34.946442).abs() < 1e-4);
         assert!((spectral_convergence(&y, &yh, &p) - 0.01665951).abs() < 1e-5);
         assert!((lsd_db(&y, &yh, &p) - 3.687879).abs() < 1e-3);
     }
 
     #[test]
-    fn exact_estimate() {
+    fn defined_at_the_edges() {
         let (y, _) = e_audio();
+        let silence = vec![0f32; 4096];
+        let p = StftParams::new(512, 128);
         assert_eq!(mse(&y, &y), 0.0);
-        assert_eq!(snr_db(&y, &y), f64::INFINITY);
-        assert_eq!(
-            spectral_convergence(&y, &y, &StftParams::new(512, 128)),
-            0.0
-        );
+        let exact = snr_db(&y, &y);
+        assert!(exact.is_finite() && exact > 100.0, "{exact}");
+        assert_eq!(snr_db(&silence, &silence), 0.0);
+        assert!(snr_db(&silence, &y) < -100.0);
+        assert_eq!(spectral_convergence(&y, &y, &p), 0.0);
+        assert!(spectral_convergence(&silence, &y, &p).is_nan());
+        assert_eq!(lsd_db(&silence, &silence, &p), 0.0);
+        let q = AudioMetricParams::default();
+        assert_eq!(mcd(&y, &y, 22050, &q), 0.0);
+        assert!(mcd(&y, &silence, 22050, &q) > 0.0);
     }
 }
