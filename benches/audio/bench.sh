@@ -164,6 +164,15 @@ lr16_json=$("${PIN[@]}" "$PY" "$HELPER" librosa "$CLIPS" "$WORK/lr16" --runs "$R
     --glob '*_16000_*.wav' --label " (16 kHz clips only)")
 lr16=$(field "$lr16_json" best_s)
 while IFS= read -r note; do [[ -n $note ]] && WAIT_NOTES+=("$note"); done < <(fmt waits "$lr16_json")
+mapfile -t SEL < <(printf '%s\n' "${FILES[@]}" | grep -v '_16000_')
+nressel=${#SEL[@]}
+best_capstream "resampled clips only, ${PIN[*]:-unpinned}" "${PIN[@]}"
+csres=$BEST
+# Clip names are clipNNN_RATE_...; 16000 is the only RATE starting with 1.
+lrres_json=$("${PIN[@]}" "$PY" "$HELPER" librosa "$CLIPS" "$WORK/lrres" --runs "$RUNS" \
+    --glob 'clip???_[!1]*.wav' --label " (resampled clips only)")
+lrres=$(field "$lrres_json" best_s)
+while IFS= read -r note; do [[ -n $note ]] && WAIT_NOTES+=("$note"); done < <(fmt waits "$lrres_json")
 SEL=("${FILES[@]}")
 declare -A CSQ
 for q in fast high; do
@@ -177,9 +186,10 @@ audio16=$("$PY" - "$CLIPS" <<'EOF2'
 import json, sys
 from pathlib import Path
 c = json.loads((Path(sys.argv[1]) / "manifest.json").read_text())["clips"]
-print(f'{sum(x["seconds"] for x in c if x["sr"] == 16000):.1f}')
+print(f'{sum(x["seconds"] for x in c if x["sr"] == 16000):.1f} {sum(x["seconds"] for x in c if x["sr"] != 16000):.1f}')
 EOF2
 )
+read -r audio16 audiores <<<"$audio16"
 
 # --- 4. speech -------------------------------------------------------------------
 echo "== speech (${PIN[*]:-unpinned}, $SPEAK_REPS runs per sentence, best kept)" >&2
@@ -194,6 +204,8 @@ cps() { awk -v n="$n_files" -v s="$1" 'BEGIN { printf "%.1f", n / s }'; }
 xrt() { awk -v a="$audio_s" -v s="$1" 'BEGIN { printf "%.0f", a / s }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b / a }'; }
 f3() { awk -v v="$1" 'BEGIN { printf "%.3g", v }'; }
+# nostart SECONDS: capstream seconds less the start-up of one process.
+nostart() { awk -v s="$1" -v u="$startup" 'BEGIN { printf "%.3f", s - u }'; }
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 dirty=$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo "+dirty")
 
@@ -239,20 +251,25 @@ capstream: one process for all clips (\`features CLIP... --out-dir DIR ${FEAT_AR
 | capstream features, unpinned | 1 thread, free to move | $cs_free | $(cps "$cs_free") | $(xrt "$cs_free") | $(ratio "$cs_free" "$lr_s")x |
 | librosa 0.11, ${PIN[*]:-unpinned} | 1 | $lr_s | $(cps "$lr_s") | $(xrt "$lr_s") | 1.00x |
 
-Per-core ratio (capstream pinned / librosa pinned): **$(ratio "$cs_pin" "$lr_s")x** clips/s. Without capstream's start-up: $(awk -v h="$lr_s" -v s="$cs_pin" -v u="$startup" 'BEGIN { printf "%.2f", h / (s - u) }')x.
+Per-core ratio (capstream pinned / librosa pinned): **$(ratio "$cs_pin" "$lr_s")x** clips/s. Without capstream's start-up ($(nostart "$cs_pin") s, $(awk -v n="$n_files" -v s="$(nostart "$cs_pin")" 'BEGIN { printf "%.0f", n / s }') clips/s): **$(awk -v h="$lr_s" -v s="$cs_pin" -v u="$startup" 'BEGIN { printf "%.2f", h / (s - u) }')x**.
 Runs: capstream unpinned/pinned best of $RUNS; librosa runs $(field "$lr_json" runs) s.
 
 Where the time goes (${PIN[*]:-unpinned}, best of $RUNS):
 
-| what | clips | seconds | clips/s | vs librosa (same clips) |
-|---|---|---|---|---|
-| capstream, 16 kHz clips only (no resampling; ${audio16} s of audio) | $n16sel | $cs16 | $(awk -v n="$n16sel" -v s="$cs16" 'BEGIN { printf "%.1f", n / s }') | $(ratio "$cs16" "$lr16")x |
-| librosa, 16 kHz clips only | $n16sel | $lr16 | $(awk -v n="$n16sel" -v s="$lr16" 'BEGIN { printf "%.1f", n / s }') | 1.00x |
-| capstream, all clips, \`--resample-quality fast\` (64-tap, linear) | $n_files | ${CSQ[fast]} | $(cps "${CSQ[fast]}") | $(ratio "${CSQ[fast]}" "$lr_s")x |
-| capstream, all clips, default (balanced: 128-tap, cubic) | $n_files | $cs_pin | $(cps "$cs_pin") | $(ratio "$cs_pin" "$lr_s")x |
-| capstream, all clips, \`--resample-quality high\` (256-tap, cubic) | $n_files | ${CSQ[high]} | $(cps "${CSQ[high]}") | $(ratio "${CSQ[high]}" "$lr_s")x |
+| what | clips | seconds | clips/s | vs librosa (same clips) | seconds without start-up | vs librosa without start-up |
+|---|---|---|---|---|---|---|
+| capstream, 16 kHz clips only (no resampling; ${audio16} s of audio) | $n16sel | $cs16 | $(awk -v n="$n16sel" -v s="$cs16" 'BEGIN { printf "%.1f", n / s }') | $(ratio "$cs16" "$lr16")x | $(nostart "$cs16") | $(ratio "$(nostart "$cs16")" "$lr16")x |
+| librosa, 16 kHz clips only | $n16sel | $lr16 | $(awk -v n="$n16sel" -v s="$lr16" 'BEGIN { printf "%.1f", n / s }') | 1.00x | | |
+| capstream, resampled clips only (${audiores} s of audio) | $nressel | $csres | $(awk -v n="$nressel" -v s="$csres" 'BEGIN { printf "%.1f", n / s }') | $(ratio "$csres" "$lrres")x | $(nostart "$csres") | $(ratio "$(nostart "$csres")" "$lrres")x |
+| librosa, resampled clips only | $nressel | $lrres | $(awk -v n="$nressel" -v s="$lrres" 'BEGIN { printf "%.1f", n / s }') | 1.00x | | |
+| capstream, all clips, \`--resample-quality fast\` (64-tap) | $n_files | ${CSQ[fast]} | $(cps "${CSQ[fast]}") | $(ratio "${CSQ[fast]}" "$lr_s")x | $(nostart "${CSQ[fast]}") | $(ratio "$(nostart "${CSQ[fast]}")" "$lr_s")x |
+| capstream, all clips, default (balanced: 128-tap) | $n_files | $cs_pin | $(cps "$cs_pin") | $(ratio "$cs_pin" "$lr_s")x | $(nostart "$cs_pin") | $(ratio "$(nostart "$cs_pin")" "$lr_s")x |
+| capstream, all clips, \`--resample-quality high\` (256-tap) | $n_files | ${CSQ[high]} | $(cps "${CSQ[high]}") | $(ratio "${CSQ[high]}" "$lr_s")x | $(nostart "${CSQ[high]}") | $(ratio "$(nostart "${CSQ[high]}")" "$lr_s")x |
+
+Every rate pair here is rational with few phases, so each quality resamples with exact filter phases (one dot product per output sample); the tap count is the filter length at the input rate.
 
 librosa's time by step (best full run): $lr_stages.
+librosa's time by step, resampled clips only: $(fmt stages "$lrres_json").
 Estimated capstream time outside start-up and outside the 16 kHz clips (i.e. resampled clips incl. resampling): $(awk -v a="$cs_pin" -v b="$cs16" 'BEGIN { printf "%.2f", a - b }') s; librosa's resample step alone: $("$PY" -c 'import json,sys; print("%.2f" % json.loads(sys.argv[1])["stages_best"].get("resample", 0))' "$lr_json") s.
 
 Parity (capstream .npy vs librosa .npy, dB):
