@@ -283,9 +283,9 @@ mod tests {
         let p = StftParams::new(512, 128);
         assert_eq!(mse(&y, &y), 0.0);
         let exact = snr_db(&y, &y);
-        assert!(exact.is_finite() && exact > 100.0, "{exact}");
+        assert!(exact.is_finite() && exact > 90.0, "{exact}");
         assert_eq!(snr_db(&silence, &silence), 0.0);
-        assert!(snr_db(&silence, &y) < -100.0);
+        assert!(snr_db(&silence, &y) < -90.0);
         assert_eq!(spectral_convergence(&y, &y, &p), 0.0);
         assert!(spectral_convergence(&silence, &y, &p).is_nan());
         assert_eq!(lsd_db(&silence, &silence, &p), 0.0);
