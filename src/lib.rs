@@ -18,6 +18,7 @@
 //! - [`metrics`]: caption and audio scores; pure.
 //! - [`train`]: training loops, optimizer, JSONL logs.
 //! - [`models`]: BLIP on libtorch (`tch`), weights loading, devices; pure.
+//! - [`report`]: the HTML report of a run folder.
 //! - [`telemetry`]: Prometheus metric names, registry and `/metrics`.
 //! - [`error`]: the one error type.
 //!
@@ -37,6 +38,7 @@ pub mod imaging;
 pub mod metrics;
 pub mod models;
 pub mod pipeline;
+pub mod report;
 pub mod schema;
 pub mod sinks;
 pub mod sources;

@@ -14,6 +14,7 @@
 //! - `caption_stage`: the caption stage in the default pipeline.
 //! - `train_audio`: `capstream train audio`: loss, checkpoints, seeds, resume.
 //! - `neural_audio_stage`: generated log-mel and vocoded audio in a pipeline.
+//! - `report`: the HTML report, rendered by headless Chromium.
 
 mod util;
 
@@ -28,5 +29,6 @@ mod interrupt_resume;
 mod metrics;
 mod neural_audio_stage;
 mod preprocess_parity;
+mod report;
 mod speech;
 mod train_audio;

@@ -4,6 +4,7 @@ mod audio_metrics;
 mod caption;
 mod doctor;
 mod features;
+mod report;
 mod run;
 mod train;
 mod vocode;
@@ -45,6 +46,8 @@ enum Command {
     /// Audio metrics of an estimate WAV against a reference WAV (MSE, MAE, SNR, spectral
     /// convergence, LSD, MCD).
     AudioMetrics(audio_metrics::AudioMetricsArgs),
+    /// A self-contained HTML report of a run folder (metrics, captions, audio, training).
+    Report(report::ReportArgs),
     /// Log-mel .npy files to WAV with a neural audio checkpoint's vocoder or Griffin-Lim.
     Vocode(vocode::VocodeArgs),
     /// Train models: `train audio` (generator and vocoder).
@@ -104,6 +107,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Train(cmd) => train::run(cmd),
         Command::Vocode(args) => vocode::run(args),
         Command::AudioMetrics(args) => audio_metrics::run(args),
+        Command::Report(args) => report::run(args),
     }
 }
 

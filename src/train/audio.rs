@@ -431,6 +431,17 @@ pub fn train_audio(
     let baseline = griffin_lim_baseline(examples, &val_idx, &cfg, opts.griffin_lim_iters);
     let hop = cfg.mel.hop as i64;
     let seg = opts.segment_frames as i64;
+    let crop_starts: Vec<Vec<usize>> = examples
+        .iter()
+        .map(|e| {
+            voiced_crop_starts(
+                &e.waveform,
+                cfg.mel.frames,
+                cfg.mel.hop,
+                opts.segment_frames,
+            )
+        })
+        .collect();
     let mut last_validation = serde_json::Value::Null;
     for epoch in start_epoch..opts.epochs {
         let t0 = Instant::now();
@@ -448,11 +459,14 @@ pub fn train_audio(
             gen_opt.clip_grad_norm(opts.grad_clip);
             gen_opt.step(opts.lr);
             // Vocoder: a random crop of each reference log-mel → its samples.
-            let frames = cfg.mel.frames as i64;
             let mut mels = Vec::with_capacity(chunk.len());
             let mut waves = Vec::with_capacity(chunk.len());
-            for row in 0..chunk.len() as i64 {
-                let s = rng.below((frames - seg + 1) as u64) as i64;
+            for (row, &i) in chunk.iter().enumerate() {
+                let row = row as i64;
+                // Crops start where the reference has sound: an all-silent crop has no
+                // spectrum to converge to, and its spectral-convergence term explodes.
+                let starts = &crop_starts[i];
+                let s = starts[rng.below(starts.len() as u64) as usize] as i64;
                 mels.push(b.mel.get(row).narrow(1, s, seg));
                 waves.push(b.wave.get(row).narrow(0, s * hop, seg * hop));
             }
@@ -510,6 +524,28 @@ pub fn train_audio(
         last_validation,
         out: out.to_path_buf(),
     })
+}
+
+/// Crop starts (in frames) whose segment carries at least 1% of the clip's loudest
+/// segment's energy; every start when the clip is silent.
+fn voiced_crop_starts(wave: &[f32], frames: usize, hop: usize, seg: usize) -> Vec<usize> {
+    let last = frames - seg;
+    let energy: Vec<f64> = (0..=last)
+        .map(|s| {
+            let a = (s * hop).min(wave.len());
+            let b = ((s + seg) * hop).min(wave.len());
+            wave[a..b].iter().map(|&v| f64::from(v).powi(2)).sum()
+        })
+        .collect();
+    let max = energy.iter().copied().fold(0.0, f64::max);
+    let voiced: Vec<usize> = (0..=last)
+        .filter(|&s| max > 0.0 && energy[s] >= 0.01 * max)
+        .collect();
+    if voiced.is_empty() {
+        (0..=last).collect()
+    } else {
+        voiced
+    }
 }
 
 fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
