@@ -15,6 +15,7 @@
 //! - `train_audio`: `capstream train audio`: loss, checkpoints, seeds, resume.
 //! - `neural_audio_stage`: generated log-mel and vocoded audio in a pipeline.
 //! - `report`: the HTML report, rendered by headless Chromium.
+//! - `meteor`: METEOR, Porter stems and WordNet lookups against NLTK 3.10.4.
 
 mod util;
 
@@ -26,6 +27,7 @@ mod caption_stage;
 mod definitions;
 mod files_run;
 mod interrupt_resume;
+mod meteor;
 mod metrics;
 mod neural_audio_stage;
 mod preprocess_parity;
