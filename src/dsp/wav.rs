@@ -103,6 +103,53 @@ enum Layout<'a> {
     Hound(hound::WavReader<Cursor<&'a [u8]>>),
 }
 
+/// A copy of `bytes` with honest sizes when the `data` chunk's size is a placeholder:
+/// programs that write WAV to a pipe (`espeak-ng --stdout`, `ffmpeg -f wav
+/// -`) cannot seek back, so they leave placeholder sizes (0x7FFFF000 and the like) in
+/// the header. libsndfile reads such files by taking what is there; so does this, down
+/// to whole sample frames. `None` when the header needs no repair or is not RIFF/WAVE.
+fn repair_streamed_header(bytes: &[u8]) -> Option<Vec<u8>> {
+    if bytes.len() < 12 || &bytes[..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
+        return None;
+    }
+    let u32_at = |at: usize| -> Option<usize> {
+        bytes
+            .get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    let mut at = 12;
+    let mut block_align = 1usize;
+    while at + 8 <= bytes.len() {
+        let len = u32_at(at + 4)?;
+        let id = &bytes[at..at + 4];
+        if id == b"fmt " {
+            block_align = bytes
+                .get(at + 20..at + 22)
+                .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
+                .filter(|&a| a > 0)
+                .unwrap_or(1);
+        }
+        if id == b"data" {
+            let available = bytes.len() - (at + 8);
+            // Only the sizes streaming writers leave: 0 or "as large as possible". A
+            // file merely cut short keeps its honest size and stays an error.
+            let placeholder = len == 0 || len >= 0x7FFF_0000;
+            if len <= available || !placeholder || available == 0 {
+                return None;
+            }
+            let kept = available - available % block_align;
+            let mut out = bytes[..at + 8 + kept].to_vec();
+            out[at + 4..at + 8].copy_from_slice(&(kept as u32).to_le_bytes());
+            let riff = (out.len() - 8) as u32;
+            out[4..8].copy_from_slice(&riff.to_le_bytes());
+            return Some(out);
+        }
+        // Chunks are padded to even lengths.
+        at = at.checked_add(8 + len + (len & 1))?;
+    }
+    None
+}
+
 /// Parses the header and checks the limits, before any sample is decoded.
 fn open(bytes: &[u8], max_seconds: f64) -> Result<Encoded<'_>, AudioError> {
     if bytes.is_empty() {
@@ -262,7 +309,8 @@ impl Encoded<'_> {
 /// Reads WAV bytes (PCM 8/16/24/32 bit or float 32), refusing more than `max_seconds`
 /// before decoding any sample. Integers are scaled as libsndfile does (`x / 2^(bits-1)`).
 pub fn read_wav(bytes: &[u8], max_seconds: f64) -> Result<Audio, AudioError> {
-    let enc = open(bytes, max_seconds)?;
+    let repaired = repair_streamed_header(bytes);
+    let enc = open(repaired.as_deref().unwrap_or(bytes), max_seconds)?;
     let (sample_rate, n, frames) = (enc.sample_rate, enc.channels, enc.frames);
     let interleaved = enc.interleaved()?;
     let channels = if n == 1 {
@@ -283,7 +331,8 @@ pub fn read_wav(bytes: &[u8], max_seconds: f64) -> Result<Audio, AudioError> {
 /// channels ([`Audio::mono`], bit for bit), mixing each interleaved frame in one pass
 /// instead of splitting the channels first.
 pub fn read_wav_mono(bytes: &[u8], max_seconds: f64) -> Result<(u32, Vec<f32>), AudioError> {
-    let enc = open(bytes, max_seconds)?;
+    let repaired = repair_streamed_header(bytes);
+    let enc = open(repaired.as_deref().unwrap_or(bytes), max_seconds)?;
     let (sample_rate, n) = (enc.sample_rate, enc.channels);
     let interleaved = enc.interleaved()?;
     let mono = if n == 1 {
@@ -334,6 +383,28 @@ pub fn write_wav_f32(samples: &[f32], sample_rate: u32) -> Vec<u8> {
         w.finalize().expect("writing to memory cannot fail");
     }
     buf.into_inner()
+}
+
+#[cfg(test)]
+mod streamed_header_tests {
+    use super::*;
+
+    #[test]
+    fn placeholder_sizes_of_a_piped_wav_are_repaired() {
+        let samples: Vec<f32> = (0..1000).map(|i| (i as f32 * 0.01).sin() * 0.5).collect();
+        let mut wav = write_wav_pcm16(&samples, 22050);
+        // What a program writing to a pipe leaves: sizes it could not fill in.
+        wav[4..8].copy_from_slice(&0x7FFF_F024u32.to_le_bytes());
+        wav[40..44].copy_from_slice(&0x7FFF_F000u32.to_le_bytes());
+        // And a stray byte at the end (a cut-off frame).
+        wav.push(0x12);
+        let a = read_wav(&wav, 10.0).unwrap();
+        assert_eq!(a.sample_rate, 22050);
+        assert_eq!(a.channels[0].len(), 1000);
+        let ok = read_wav(&write_wav_pcm16(&samples, 22050), 10.0).unwrap();
+        assert_eq!(a, ok);
+        assert_eq!(read_wav_mono(&wav, 10.0).unwrap().1, ok.channels[0]);
+    }
 }
 
 #[cfg(test)]
