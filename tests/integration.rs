@@ -16,6 +16,7 @@
 //! - `neural_audio_stage`: generated log-mel and vocoded audio in a pipeline.
 //! - `report`: the HTML report, rendered by headless Chromium.
 //! - `meteor`: METEOR, Porter stems and WordNet lookups against NLTK 3.10.4.
+//! - `caption_metrics`: BLEU, ROUGE-L, CIDEr-D and PTB tokens against pycocoevalcap/NLTK.
 
 mod util;
 
@@ -23,6 +24,7 @@ mod audio_metrics;
 mod audio_parity;
 mod backfill;
 mod blip_parity;
+mod caption_metrics;
 mod caption_stage;
 mod definitions;
 mod files_run;
