@@ -8,7 +8,7 @@ export LIBTORCH_USE_PYTORCH := 1
 CAPSTREAM := target/release/capstream
 DEMO_OUT := out/demo
 
-.PHONY: setup build test lint demo doctor fixtures bench clean
+.PHONY: setup build test lint demo doctor fixtures fixture-audio-model bench clean
 
 setup:
 	@bash .ci/setup
@@ -30,19 +30,37 @@ demo: build
 	@rm -rf $(DEMO_OUT)
 	$(CAPSTREAM) doctor
 	$(CAPSTREAM) run --pipeline pipelines/default.toml --input tests/fixtures/images --output $(DEMO_OUT)/rows
+	$(CAPSTREAM) run --pipeline pipelines/backfill.toml --input tests/fixtures/triplets/triplets.parquet --output $(DEMO_OUT)/scored
+	$(CAPSTREAM) report $(DEMO_OUT)/scored
 	@echo
 	@echo "demo results:"
-	@echo "  rows (Parquet):         $(ROOT)/$(DEMO_OUT)/rows/part-*.parquet"
-	@echo "  spoken captions (WAV):  $(ROOT)/$(DEMO_OUT)/rows/wav/"
+	@echo "  images -> rows (Parquet):        $(ROOT)/$(DEMO_OUT)/rows/part-*.parquet"
+	@echo "  spoken captions + neural audio:  $(ROOT)/$(DEMO_OUT)/rows/wav/"
+	@echo "  a dataset with references:       $(ROOT)/$(DEMO_OUT)/scored/ (Parquet, wav/)"
+	@echo "  corpus scores:                   $(ROOT)/$(DEMO_OUT)/scored/metrics.json"
+	@echo "  report:                          $(ROOT)/$(DEMO_OUT)/scored/report.html"
 
 # Regenerate the committed fixtures with transformers (needs only the venv).
 fixtures: setup
 	.venv/bin/python tests/fixtures/preprocess/make_fixtures.py
 	.venv/bin/python tests/fixtures/images/make_images.py
 	.venv/bin/python tests/fixtures/blip/make_fixtures.py
+	.venv/bin/python tests/fixtures/audio/make_fixtures.py
+	.venv/bin/python tests/fixtures/audio_metrics/make_goldens.py
+	.venv/bin/python tests/fixtures/triplets/make_fixture.py
+	.venv/bin/python tests/fixtures/metrics/make_goldens.py
+	.venv/bin/python tests/fixtures/metrics/make_meteor_goldens.py
+
+# Retrain the small audio checkpoint the tests and default pipeline use (after `build`).
+fixture-audio-model: build
+	bash tests/fixtures/neural_audio/make_fixture.sh
 
 bench: build
 	bash benches/preprocess.sh
+	bash benches/blip/bench.sh
+	bash benches/audio/bench.sh
+	bash benches/vocoder/bench.sh
+	.venv/bin/python benches/caption_metrics/bench.py
 
 clean:
 	cargo clean

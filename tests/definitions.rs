@@ -60,7 +60,14 @@ fn default_and_backfill_pipelines_follow_the_edges() {
     assert_eq!(plan.schemas[1], Edge::Decoded.schema());
     assert_eq!(plan.schemas[2], Edge::Captioned.schema());
     let out = plan.output_schema();
-    for col in ["caption", "speech_wav", "neural_wav", "neural_mel"] {
+    for col in [
+        "caption",
+        "speech_wav",
+        "neural_wav",
+        "neural_mel",
+        "bleu_4",
+        "audio_mcd",
+    ] {
         assert!(
             out.field_with_name(col).is_ok(),
             "default output lacks {col}"
@@ -69,7 +76,7 @@ fn default_and_backfill_pipelines_follow_the_edges() {
     let cfg = PipelineConfig::load(&repo().join("pipelines/backfill.toml")).unwrap();
     assert_eq!(
         Plan::new(cfg).unwrap().output_schema(),
-        Edge::Voiced.schema()
+        Edge::Scored.schema()
     );
 }
 

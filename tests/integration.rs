@@ -15,6 +15,7 @@
 //! - `train_audio`: `capstream train audio`: loss, checkpoints, seeds, resume.
 //! - `neural_audio_stage`: generated log-mel and vocoded audio in a pipeline.
 //! - `report`: the HTML report, rendered by headless Chromium.
+//! - `score`: the score command and stage, metrics.json.
 //! - `meteor`: METEOR, Porter stems and WordNet lookups against NLTK 3.10.4.
 //! - `caption_metrics`: BLEU, ROUGE-L, CIDEr-D and PTB tokens against pycocoevalcap/NLTK.
 
@@ -34,5 +35,6 @@ mod metrics;
 mod neural_audio_stage;
 mod preprocess_parity;
 mod report;
+mod score;
 mod speech;
 mod train_audio;

@@ -10,7 +10,22 @@ use capstream::models::audio::NeuralAudio;
 use crate::util::{capstream, repo};
 
 fn train(out: &Path, epochs: usize, seed: u64, extra: &[&str]) -> std::process::Output {
-    let data = repo().join("tests/fixtures/triplets/triplets.parquet");
+    train_on(
+        &repo().join("tests/fixtures/triplets/triplets.parquet"),
+        out,
+        epochs,
+        seed,
+        extra,
+    )
+}
+
+fn train_on(
+    data: &Path,
+    out: &Path,
+    epochs: usize,
+    seed: u64,
+    extra: &[&str],
+) -> std::process::Output {
     let model = repo().join("tests/fixtures/blip/tiny_b");
     let config = repo().join("tests/fixtures/neural_audio/small_config.json");
     let (epochs, seed) = (epochs.to_string(), seed.to_string());
@@ -176,26 +191,7 @@ fn unusable_triplets_are_skipped_by_name() {
     let data = dir.path().join("t.parquet");
     write_triplets(&data, &rows).unwrap();
     let out = dir.path().join("run");
-    let model = repo().join("tests/fixtures/blip/tiny_b");
-    let config = repo().join("tests/fixtures/neural_audio/small_config.json");
-    let res = capstream(&[
-        "train",
-        "audio",
-        "--data",
-        data.to_str().unwrap(),
-        "--caption-model",
-        model.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--epochs",
-        "1",
-        "--threads",
-        "1",
-        "--device",
-        "cpu",
-    ]);
+    let res = train_on(&data, &out, 1, 0, &[]);
     let err = String::from_utf8_lossy(&res.stderr);
     assert!(res.status.success(), "{err}");
     assert!(

@@ -6,6 +6,7 @@ mod doctor;
 mod features;
 mod report;
 mod run;
+mod score;
 mod train;
 mod vocode;
 
@@ -46,6 +47,9 @@ enum Command {
     /// Audio metrics of an estimate WAV against a reference WAV (MSE, MAE, SNR, spectral
     /// convergence, LSD, MCD).
     AudioMetrics(audio_metrics::AudioMetricsArgs),
+    /// Caption metrics (BLEU-1..4, METEOR, ROUGE-L, CIDEr-D) of candidates against
+    /// references, or of a run folder.
+    Score(score::ScoreArgs),
     /// A self-contained HTML report of a run folder (metrics, captions, audio, training).
     Report(report::ReportArgs),
     /// Log-mel .npy files to WAV with a neural audio checkpoint's vocoder or Griffin-Lim.
@@ -108,6 +112,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Vocode(args) => vocode::run(args),
         Command::AudioMetrics(args) => audio_metrics::run(args),
         Command::Report(args) => report::run(args),
+        Command::Score(args) => score::run(args),
     }
 }
 

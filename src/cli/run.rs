@@ -14,9 +14,13 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use capstream::config::PipelineConfig;
+use capstream::metrics::caption::meteor::Meteor;
+use capstream::metrics::caption::wordnet::WordNet;
 use capstream::pipeline::{Plan, Progress, Shutdown};
 use capstream::sinks::{committed_ids, part_files};
 use capstream::sources::SourceInput;
+use capstream::stages::score::{write_run_metrics, METRICS_FILE};
+use capstream::stages::StageConfig;
 use capstream::telemetry::{self, Metrics};
 
 #[derive(Debug, Args)]
@@ -52,6 +56,10 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     super::init_logging(if show_bar { "warn" } else { "info" });
     let cfg = PipelineConfig::load(&args.pipeline)?;
     let name = cfg.name.clone();
+    let score_cfg = cfg.stages.iter().find_map(|s| match s {
+        StageConfig::Score(c) => Some(c.clone()),
+        _ => None,
+    });
     let mut plan =
         Plan::new(cfg).with_context(|| format!("pipeline file {}", args.pipeline.display()))?;
     plan.model_override = args.model.clone();
@@ -117,6 +125,20 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         );
         for f in &summary.files {
             println!("  {}", f.display());
+        }
+        if let Some(c) = &score_cfg {
+            // Corpus scores (CIDEr-D needs every row) from everything committed so far.
+            let meteor = if c.meteor {
+                Some(Meteor::new(WordNet::open(&c.wordnet_dir)?))
+            } else {
+                None
+            };
+            let m = write_run_metrics(&args.output, meteor.as_ref())?;
+            println!(
+                "  {} ({} items scored)",
+                args.output.join(METRICS_FILE).display(),
+                m["items_scored"]
+            );
         }
         if summary.interrupted {
             eprintln!("the run was stopped before the input ended; rerun with --resume to finish");

@@ -77,6 +77,30 @@ pub mod columns {
     pub const NEURAL_WAV: &str = "neural_wav";
     /// Sample rate of `neural_wav`.
     pub const NEURAL_SAMPLE_RATE: &str = "neural_sample_rate";
+    /// Per-row pycocoevalcap BLEU-1 of `caption` against `references`.
+    pub const BLEU_1: &str = "bleu_1";
+    /// BLEU-2.
+    pub const BLEU_2: &str = "bleu_2";
+    /// BLEU-3.
+    pub const BLEU_3: &str = "bleu_3";
+    /// BLEU-4.
+    pub const BLEU_4: &str = "bleu_4";
+    /// Per-row NLTK METEOR.
+    pub const METEOR: &str = "meteor";
+    /// Per-row ROUGE-L.
+    pub const ROUGE_L: &str = "rouge_l";
+    /// Generated audio against `reference_audio`: mean squared error.
+    pub const AUDIO_MSE: &str = "audio_mse";
+    /// Mean absolute error.
+    pub const AUDIO_MAE: &str = "audio_mae";
+    /// Signal-to-noise ratio, dB.
+    pub const AUDIO_SNR_DB: &str = "audio_snr_db";
+    /// Spectral convergence.
+    pub const AUDIO_SPECTRAL_CONVERGENCE: &str = "audio_spectral_convergence";
+    /// Log-spectral distance, dB.
+    pub const AUDIO_LSD_DB: &str = "audio_lsd_db";
+    /// Mel-cepstral distortion, dB.
+    pub const AUDIO_MCD: &str = "audio_mcd";
 }
 
 /// Schema-level metadata key holding the schema version.
@@ -99,19 +123,22 @@ pub enum Edge {
     Featured,
     /// What `speak` adds after `features`: the spoken caption.
     Spoken,
-    /// After `neural_audio`: the full output of the backfill pipeline.
+    /// After `neural_audio`.
     Voiced,
+    /// After `score`: the full output of the backfill pipeline.
+    Scored,
 }
 
 impl Edge {
     /// Every edge, in pipeline order.
-    pub const ALL: [Edge; 6] = [
+    pub const ALL: [Edge; 7] = [
         Edge::Source,
         Edge::Decoded,
         Edge::Captioned,
         Edge::Featured,
         Edge::Spoken,
         Edge::Voiced,
+        Edge::Scored,
     ];
 
     /// The edge's stable name (also its file name under `schemas/`).
@@ -123,6 +150,7 @@ impl Edge {
             Edge::Featured => "featured",
             Edge::Spoken => "spoken",
             Edge::Voiced => "voiced",
+            Edge::Scored => "scored",
         }
     }
 
@@ -156,6 +184,14 @@ impl Edge {
                 f.extend(feature_fields());
                 f.extend(speech_fields());
                 f.extend(neural_audio_fields());
+                f
+            }
+            Edge::Scored => {
+                let mut f = captioned_fields();
+                f.extend(feature_fields());
+                f.extend(speech_fields());
+                f.extend(neural_audio_fields());
+                f.extend(score_fields());
                 f
             }
         };
@@ -259,6 +295,30 @@ pub fn speech_fields() -> Vec<Field> {
         Field::new(columns::SPEECH_SAMPLE_RATE, DataType::UInt32, true),
         Field::new(columns::SPEECH_SECONDS, DataType::Float32, true),
     ]
+}
+
+/// The columns `score` adds, in order: six caption scores, then six audio scores.
+pub const SCORE_COLUMNS: [&str; 12] = [
+    columns::BLEU_1,
+    columns::BLEU_2,
+    columns::BLEU_3,
+    columns::BLEU_4,
+    columns::METEOR,
+    columns::ROUGE_L,
+    columns::AUDIO_MSE,
+    columns::AUDIO_MAE,
+    columns::AUDIO_SNR_DB,
+    columns::AUDIO_SPECTRAL_CONVERGENCE,
+    columns::AUDIO_LSD_DB,
+    columns::AUDIO_MCD,
+];
+
+/// The columns `score` adds (float64, null where there was nothing to score).
+pub fn score_fields() -> Vec<Field> {
+    SCORE_COLUMNS
+        .into_iter()
+        .map(|n| Field::new(n, DataType::Float64, true))
+        .collect()
 }
 
 /// The columns `neural_audio` adds.

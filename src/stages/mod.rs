@@ -7,6 +7,7 @@ pub mod caption;
 pub mod decode_image;
 pub mod features;
 pub mod neural_audio;
+pub mod score;
 pub mod speak;
 
 use arrow::datatypes::SchemaRef;
@@ -30,6 +31,8 @@ pub enum StageConfig {
     Speak(speak::SpeakConfig),
     /// Image embedding → generated log-mel → vocoded waveform.
     NeuralAudio(neural_audio::NeuralAudioConfig),
+    /// Caption and audio scores against the references.
+    Score(score::ScoreConfig),
 }
 
 impl StageConfig {
@@ -41,6 +44,7 @@ impl StageConfig {
             StageConfig::Features(_) => features::NAME,
             StageConfig::Speak(_) => speak::NAME,
             StageConfig::NeuralAudio(_) => neural_audio::NAME,
+            StageConfig::Score(_) => score::NAME,
         }
     }
 
@@ -52,6 +56,7 @@ impl StageConfig {
             StageConfig::Features(c) => c.workers,
             StageConfig::Speak(c) => c.workers,
             StageConfig::NeuralAudio(c) => c.workers,
+            StageConfig::Score(c) => c.workers,
         }
     }
 
@@ -63,6 +68,7 @@ impl StageConfig {
             StageConfig::Features(c) => c.batch,
             StageConfig::Speak(c) => c.batch,
             StageConfig::NeuralAudio(c) => c.batch,
+            StageConfig::Score(c) => c.batch,
         }
     }
 
@@ -74,6 +80,7 @@ impl StageConfig {
             StageConfig::Features(c) => c.validate(),
             StageConfig::Speak(c) => c.validate(),
             StageConfig::NeuralAudio(c) => c.validate(),
+            StageConfig::Score(c) => c.validate(),
         }
     }
 
@@ -85,6 +92,7 @@ impl StageConfig {
             StageConfig::Features(_) => features::input_schema(),
             StageConfig::Speak(_) => speak::input_schema(),
             StageConfig::NeuralAudio(_) => neural_audio::input_schema(),
+            StageConfig::Score(c) => c.input_schema(),
         }
     }
 
@@ -96,6 +104,7 @@ impl StageConfig {
             StageConfig::Features(_) => features::output_schema(input),
             StageConfig::Speak(_) => speak::output_schema(input),
             StageConfig::NeuralAudio(_) => neural_audio::output_schema(input),
+            StageConfig::Score(_) => score::output_schema(input),
         }
     }
 
@@ -125,6 +134,7 @@ impl StageConfig {
             }
             StageConfig::Features(c) => Box::new(features::Features::new(c)),
             StageConfig::Speak(c) => Box::new(speak::Speak::new(c)),
+            StageConfig::Score(c) => Box::new(score::Score::new(c)?),
             StageConfig::NeuralAudio(c) => Box::new(neural_audio::NeuralAudioStage::new(
                 c,
                 &resolve(

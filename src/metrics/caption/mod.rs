@@ -5,6 +5,7 @@
 
 pub mod bleu;
 pub mod cider;
+pub mod corpus;
 pub mod meteor;
 pub mod ptb;
 pub mod rouge;
