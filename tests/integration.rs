@@ -18,6 +18,7 @@
 //! - `score`: the score command and stage, metrics.json.
 //! - `meteor`: METEOR, Porter stems and WordNet lookups against NLTK 3.10.4.
 //! - `caption_metrics`: BLEU, ROUGE-L, CIDEr-D and PTB tokens against pycocoevalcap/NLTK.
+//! - `datasets`: `dataset synth` (true captions, determinism), `split`, `import-coco`.
 
 mod util;
 
@@ -27,6 +28,7 @@ mod backfill;
 mod blip_parity;
 mod caption_metrics;
 mod caption_stage;
+mod datasets;
 mod definitions;
 mod files_run;
 mod interrupt_resume;

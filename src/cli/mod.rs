@@ -2,6 +2,7 @@
 
 mod audio_metrics;
 mod caption;
+mod dataset;
 mod doctor;
 mod features;
 mod report;
@@ -57,6 +58,9 @@ enum Command {
     /// Train models: `train audio` (generator and vocoder).
     #[command(subcommand)]
     Train(train::TrainCommand),
+    /// Make triplet datasets: `dataset synth`, `dataset split`, `dataset import-coco`.
+    #[command(subcommand)]
+    Dataset(dataset::DatasetCommand),
     /// Report libtorch, CUDA, threads and the external tools capstream uses.
     Doctor(doctor::DoctorArgs),
 }
@@ -109,6 +113,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Features(args) => features::features(args),
         Command::Speak(args) => features::speak(args),
         Command::Train(cmd) => train::run(cmd),
+        Command::Dataset(cmd) => dataset::run(cmd),
         Command::Vocode(args) => vocode::run(args),
         Command::AudioMetrics(args) => audio_metrics::run(args),
         Command::Report(args) => report::run(args),
