@@ -229,6 +229,15 @@ fn envelope_head() -> Vec<Field> {
     ]
 }
 
+/// A stage's input schema: `id`, the columns it reads, and the status columns every
+/// stage needs to pass failed records through.
+pub fn stage_input(reads: Vec<Field>) -> SchemaRef {
+    let mut f = vec![Field::new(columns::ID, DataType::Utf8, false)];
+    f.extend(reads);
+    f.extend(envelope_status());
+    Arc::new(Schema::new(f))
+}
+
 fn envelope_status() -> Vec<Field> {
     vec![
         Field::new(columns::STATUS, DataType::Utf8, false),

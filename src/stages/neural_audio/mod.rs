@@ -14,7 +14,7 @@ use arrow::array::{
     Array, ArrayRef, BinaryBuilder, Float32Array, Float32Builder, ListArray, ListBuilder,
     RecordBatch, StringArray, UInt32Builder,
 };
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, SchemaRef};
 use serde::Deserialize;
 
 use crate::config::BatchConfig;
@@ -24,7 +24,9 @@ use crate::error::{Error, Result};
 use crate::models::audio::NeuralAudio;
 use crate::models::device::parse_device;
 use crate::pipeline::Stage;
-use crate::schema::{append_fields, column, columns, neural_audio_fields, with_columns};
+use crate::schema::{
+    append_fields, column, columns, neural_audio_fields, stage_input, with_columns,
+};
 
 /// The stage's name.
 pub const NAME: &str = "neural_audio";
@@ -90,17 +92,11 @@ impl NeuralAudioConfig {
 
 /// What the stage reads: the image embedding.
 pub fn input_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new(columns::ID, DataType::Utf8, false),
-        Field::new(
-            columns::IMAGE_EMBEDDING,
-            DataType::List(Arc::new(Field::new("item", DataType::Float32, true))),
-            true,
-        ),
-        Field::new(columns::STATUS, DataType::Utf8, false),
-        Field::new(columns::ERROR_KIND, DataType::Utf8, true),
-        Field::new(columns::ERROR, DataType::Utf8, true),
-    ]))
+    stage_input(vec![Field::new(
+        columns::IMAGE_EMBEDDING,
+        DataType::List(Arc::new(Field::new("item", DataType::Float32, true))),
+        true,
+    )])
 }
 
 /// What the stage emits: its input plus the neural audio columns.

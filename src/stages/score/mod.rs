@@ -17,7 +17,7 @@ use std::sync::Arc;
 use arrow::array::{
     Array, ArrayRef, BinaryArray, Float64Builder, ListArray, RecordBatch, StringArray,
 };
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, SchemaRef};
 use serde::Deserialize;
 
 use crate::config::BatchConfig;
@@ -31,7 +31,7 @@ use crate::metrics::caption::wordnet::WordNet;
 use crate::pipeline::Stage;
 use crate::schema::{
     append_fields, column, columns, error_columns, ok_mask, references_type, score_fields,
-    with_columns, ErrorKind, RowError, SCORE_COLUMNS,
+    stage_input, with_columns, ErrorKind, RowError, SCORE_COLUMNS,
 };
 
 /// The stage's name.
@@ -151,18 +151,14 @@ impl ScoreConfig {
     /// What the stage reads.
     pub fn input_schema(&self) -> SchemaRef {
         let mut f = vec![
-            Field::new(columns::ID, DataType::Utf8, false),
             Field::new(columns::REFERENCES, references_type(), true),
             Field::new(columns::REFERENCE_AUDIO, DataType::Binary, true),
             Field::new(columns::CAPTION, DataType::Utf8, true),
-            Field::new(columns::STATUS, DataType::Utf8, false),
-            Field::new(columns::ERROR_KIND, DataType::Utf8, true),
-            Field::new(columns::ERROR, DataType::Utf8, true),
         ];
         if let Some(c) = self.audio.column() {
             f.push(Field::new(c, DataType::Binary, true));
         }
-        Arc::new(Schema::new(f))
+        stage_input(f)
     }
 }
 

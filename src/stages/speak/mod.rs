@@ -8,7 +8,7 @@ use std::sync::Arc;
 use arrow::array::{
     Array, ArrayRef, BinaryBuilder, Float32Builder, RecordBatch, StringArray, UInt32Builder,
 };
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, SchemaRef};
 use serde::Deserialize;
 
 use crate::config::BatchConfig;
@@ -16,8 +16,8 @@ use crate::dsp::wav::write_wav_pcm16;
 use crate::error::{Error, Result};
 use crate::pipeline::Stage;
 use crate::schema::{
-    append_fields, column, columns, error_columns, ok_mask, speech_fields, with_columns, ErrorKind,
-    RowError,
+    append_fields, column, columns, error_columns, ok_mask, speech_fields, stage_input,
+    with_columns, ErrorKind, RowError,
 };
 use crate::speech::Speaker;
 
@@ -91,13 +91,7 @@ impl SpeakConfig {
 
 /// What the stage reads: a caption column.
 pub fn input_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new(columns::ID, DataType::Utf8, false),
-        Field::new(columns::CAPTION, DataType::Utf8, true),
-        Field::new(columns::STATUS, DataType::Utf8, false),
-        Field::new(columns::ERROR_KIND, DataType::Utf8, true),
-        Field::new(columns::ERROR, DataType::Utf8, true),
-    ]))
+    stage_input(vec![Field::new(columns::CAPTION, DataType::Utf8, true)])
 }
 
 /// What the stage emits: its input plus the speech columns.
