@@ -16,7 +16,7 @@ use serde_json::json;
 use capstream::metrics::caption::corpus::{score_corpus, CaptionItem};
 use capstream::metrics::caption::meteor::Meteor;
 use capstream::metrics::caption::wordnet::WordNet;
-use capstream::schema::references_type;
+use capstream::schema::{references_type, string_list};
 use capstream::stages::score::{write_run_metrics, METRICS_FILE};
 
 #[derive(Debug, Args)]
@@ -88,16 +88,7 @@ fn read_rows(path: &Path, fields: &[&str], list: bool) -> Result<Vec<(String, Ve
                     .downcast_ref::<ListArray>()
                     .context("list of strings")?;
                 for i in 0..b.num_rows() {
-                    let mut v = Vec::new();
-                    if col.is_valid(i) {
-                        let l = col.value(i);
-                        if let Some(s) = l.as_any().downcast_ref::<StringArray>() {
-                            v = (0..s.len())
-                                .filter(|&j| s.is_valid(j))
-                                .map(|j| s.value(j).to_string())
-                                .collect();
-                        }
-                    }
+                    let v = string_list(col, i);
                     rows.push((ids.value(i).to_string(), v));
                 }
             } else {

@@ -10,7 +10,7 @@ use arrow::array::{
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::error::{Error, Result};
-use crate::schema::columns;
+use crate::schema::{columns, string_list};
 use crate::sinks::part_files;
 
 /// What the report knows of one output row.
@@ -92,20 +92,7 @@ pub fn read_run(dir: &Path, keep_media: usize) -> Result<Vec<RunRow>> {
                 .collect();
             for i in 0..b.num_rows() {
                 let media = out.len() < keep_media;
-                let references = match refs.filter(|r| r.is_valid(i)) {
-                    Some(r) => {
-                        let l = r.value(i);
-                        let s = l.as_any().downcast_ref::<StringArray>();
-                        s.map(|s| {
-                            (0..s.len())
-                                .filter(|&j| s.is_valid(j))
-                                .map(|j| s.value(j).to_string())
-                                .collect()
-                        })
-                        .unwrap_or_default()
-                    }
-                    None => Vec::new(),
-                };
+                let references = refs.map(|r| string_list(r, i)).unwrap_or_default();
                 let thumbnail = match (media, pixels, pw, ph) {
                     (true, Some(p), Some(w), Some(h))
                         if p.is_valid(i) && w.is_valid(i) && h.is_valid(i) =>

@@ -193,6 +193,22 @@ pub fn with_columns(
     Ok(RecordBatch::try_new(schema, arrays)?)
 }
 
+/// The non-null strings of row `i` of a list-of-strings column (`references`,
+/// `captions`): empty for a null row or a list of another item type.
+pub fn string_list(list: &arrow::array::ListArray, i: usize) -> Vec<String> {
+    if list.is_null(i) {
+        return Vec::new();
+    }
+    let items = list.value(i);
+    match items.as_any().downcast_ref::<StringArray>() {
+        Some(s) => (0..s.len())
+            .filter(|&j| s.is_valid(j))
+            .map(|j| s.value(j).to_string())
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
 /// Row-by-row builder of [`Edge::Source`] batches, used by every source.
 pub struct EnvelopeBuilder {
     id: StringBuilder,

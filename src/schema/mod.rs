@@ -12,7 +12,8 @@ mod envelope;
 mod json;
 
 pub use envelope::{
-    column, error_columns, ok_mask, with_columns, EnvelopeBuilder, ErrorKind, RowError, Status,
+    column, error_columns, ok_mask, string_list, with_columns, EnvelopeBuilder, ErrorKind,
+    RowError, Status,
 };
 pub use json::{schema_from_json, schema_to_json};
 

@@ -31,7 +31,7 @@ use crate::metrics::caption::wordnet::WordNet;
 use crate::pipeline::Stage;
 use crate::schema::{
     append_fields, column, columns, error_columns, ok_mask, references_type, score_fields,
-    stage_input, with_columns, ErrorKind, RowError, SCORE_COLUMNS,
+    stage_input, string_list, with_columns, ErrorKind, RowError, SCORE_COLUMNS,
 };
 
 /// The stage's name.
@@ -227,18 +227,11 @@ impl Score {
     }
 }
 
+/// The references of row `i` that have text.
 fn refs_of(list: &ListArray, i: usize) -> Vec<String> {
-    if list.is_null(i) {
-        return Vec::new();
-    }
-    let v = list.value(i);
-    match v.as_any().downcast_ref::<StringArray>() {
-        Some(s) => (0..s.len())
-            .filter(|&j| s.is_valid(j) && !s.value(j).trim().is_empty())
-            .map(|j| s.value(j).to_string())
-            .collect(),
-        None => Vec::new(),
-    }
+    let mut refs = string_list(list, i);
+    refs.retain(|r| !r.trim().is_empty());
+    refs
 }
 
 impl Stage for Score {

@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::error::{Error, Result};
 use crate::metrics::caption::corpus::{score_corpus, CaptionItem};
 use crate::metrics::caption::meteor::Meteor;
-use crate::schema::{columns, SCORE_COLUMNS};
+use crate::schema::{columns, string_list, SCORE_COLUMNS};
 use crate::sinks::part_files;
 use crate::train::log::num;
 
@@ -71,21 +71,8 @@ pub fn write_run_metrics(dir: &Path, meteor: Option<&Meteor>) -> Result<serde_js
                         audio_sums[k].1 += 1;
                     }
                 }
-                let references: Vec<String> = match refs.as_ref().filter(|r| r.is_valid(i)) {
-                    Some(r) => {
-                        let v = r.value(i);
-                        v.as_any()
-                            .downcast_ref::<StringArray>()
-                            .map(|s| {
-                                (0..s.len())
-                                    .filter(|&j| s.is_valid(j) && !s.value(j).trim().is_empty())
-                                    .map(|j| s.value(j).to_string())
-                                    .collect()
-                            })
-                            .unwrap_or_default()
-                    }
-                    None => Vec::new(),
-                };
+                let mut references = refs.as_ref().map(|r| string_list(r, i)).unwrap_or_default();
+                references.retain(|r| !r.trim().is_empty());
                 match captions.as_ref().filter(|c| c.is_valid(i)) {
                     Some(c) if !references.is_empty() => items.push(CaptionItem {
                         id: ids.value(i).to_string(),
