@@ -10,6 +10,7 @@ pub mod audio;
 pub mod log;
 pub mod loss;
 pub mod rng;
+pub mod tokenizer;
 
 pub use adam::{AdamConfig, AdamW};
 pub use log::JsonlLog;
