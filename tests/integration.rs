@@ -19,6 +19,7 @@
 //! - `meteor`: METEOR, Porter stems and WordNet lookups against NLTK 3.10.4.
 //! - `caption_metrics`: BLEU, ROUGE-L, CIDEr-D and PTB tokens against pycocoevalcap/NLTK.
 //! - `datasets`: `dataset synth` (true captions, determinism), `split`, `import-coco`.
+//! - `eval`: `capstream eval`: one split through the pipeline, eval.json, the report.
 
 mod util;
 
@@ -30,6 +31,7 @@ mod caption_metrics;
 mod caption_stage;
 mod datasets;
 mod definitions;
+mod eval;
 mod files_run;
 mod interrupt_resume;
 mod meteor;

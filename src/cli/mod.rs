@@ -4,6 +4,7 @@ mod audio_metrics;
 mod caption;
 mod dataset;
 mod doctor;
+mod eval;
 mod features;
 mod report;
 mod run;
@@ -53,6 +54,9 @@ enum Command {
     Score(score::ScoreArgs),
     /// A self-contained HTML report of a run folder (metrics, captions, audio, training).
     Report(report::ReportArgs),
+    /// Run one split of a triplet dataset through the pipeline; write its scores, object
+    /// and colour mention accuracy (eval.json) and the report.
+    Eval(eval::EvalArgs),
     /// Log-mel .npy files to WAV with a neural audio checkpoint's vocoder or Griffin-Lim.
     Vocode(vocode::VocodeArgs),
     /// Train models: `train audio` (generator and vocoder).
@@ -117,6 +121,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Vocode(args) => vocode::run(args),
         Command::AudioMetrics(args) => audio_metrics::run(args),
         Command::Report(args) => report::run(args),
+        Command::Eval(args) => eval::run(args),
         Command::Score(args) => score::run(args),
     }
 }

@@ -27,31 +27,40 @@ use capstream::telemetry::{self, Metrics};
 pub struct RunArgs {
     /// Pipeline file (see `pipelines/`).
     #[arg(long)]
-    pipeline: PathBuf,
+    pub(super) pipeline: PathBuf,
     /// A folder, glob, file, or `-` for a list of paths on stdin.
     #[arg(long)]
-    input: String,
+    pub(super) input: String,
     /// Output folder for Parquet part files.
     #[arg(long)]
-    output: PathBuf,
+    pub(super) output: PathBuf,
     /// Skip records whose id is already committed in the output folder.
     #[arg(long)]
-    resume: bool,
+    pub(super) resume: bool,
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9184).
     #[arg(long)]
-    metrics_addr: Option<SocketAddr>,
+    pub(super) metrics_addr: Option<SocketAddr>,
     /// Model folder for model stages, overriding the pipeline file.
     #[arg(long)]
-    model: Option<PathBuf>,
+    pub(super) model: Option<PathBuf>,
     /// Audio model folder for the neural_audio stage, overriding the pipeline file.
     #[arg(long)]
-    audio_model: Option<PathBuf>,
+    pub(super) audio_model: Option<PathBuf>,
     /// Never draw a progress bar, even on a terminal.
     #[arg(long)]
-    no_progress: bool,
+    pub(super) no_progress: bool,
 }
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {
+    Ok(run_pipeline(args)?.0)
+}
+
+/// Runs one pipeline to its end and scores it: the exit code, and the content of
+/// `metrics.json` where the pipeline has a score stage. `capstream eval` runs its
+/// pipeline through here too, so that an evaluation is exactly what `capstream run`
+/// would do, and takes the metrics as written rather than reading the file back (which
+/// could change the last digit of a float).
+pub(super) fn run_pipeline(args: RunArgs) -> Result<(ExitCode, Option<serde_json::Value>)> {
     let show_bar = !args.no_progress && std::io::stderr().is_terminal();
     super::init_logging(if show_bar { "warn" } else { "info" });
     let cfg = PipelineConfig::load(&args.pipeline)?;
@@ -88,7 +97,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let code = rt.block_on(async move {
+    let outcome = rt.block_on(async move {
         let pipeline = plan.open(SourceInput::parse(&args.input), args.output.clone(), Arc::new(skip))?;
         let metrics = Metrics::new(&name);
         if let Some(addr) = args.metrics_addr {
@@ -108,7 +117,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             Ok(s) => s,
             Err(capstream::Error::Aborted) => {
                 eprintln!("aborted: uncommitted rows were discarded; rerun with --resume to finish");
-                return Ok::<_, anyhow::Error>(ExitCode::from(130));
+                return Ok::<_, anyhow::Error>((ExitCode::from(130), None));
             }
             Err(e) => return Err(e.into()),
         };
@@ -126,6 +135,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         for f in &summary.files {
             println!("  {}", f.display());
         }
+        let mut run_metrics = None;
         if let Some(c) = &score_cfg {
             // Corpus scores (CIDEr-D needs every row) from everything committed so far.
             let meteor = if c.meteor {
@@ -139,14 +149,15 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
                 args.output.join(METRICS_FILE).display(),
                 m["items_scored"]
             );
+            run_metrics = Some(m);
         }
         if summary.interrupted {
             eprintln!("the run was stopped before the input ended; rerun with --resume to finish");
-            return Ok(ExitCode::from(130));
+            return Ok((ExitCode::from(130), run_metrics));
         }
-        Ok(ExitCode::SUCCESS)
+        Ok((ExitCode::SUCCESS, run_metrics))
     })?;
-    Ok(code)
+    Ok(outcome)
 }
 
 fn spawn_bar(progress: Arc<Progress>) -> (ProgressBar, tokio::task::JoinHandle<()>) {

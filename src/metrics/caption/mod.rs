@@ -1,4 +1,5 @@
-//! Caption metrics as the COCO caption protocol (pycocoevalcap) and NLTK define them.
+//! Caption metrics as the COCO caption protocol (pycocoevalcap) and NLTK define them,
+//! and mention accuracy of captions of the synthetic world (`mentions`).
 //!
 //! Pure code: token lists and strings in, numbers out. Parity with the Python
 //! references is tested against committed goldens (`tests/fixtures/metrics/`).
@@ -6,6 +7,7 @@
 pub mod bleu;
 pub mod cider;
 pub mod corpus;
+pub mod mentions;
 pub mod meteor;
 pub mod ptb;
 pub mod rouge;
