@@ -13,6 +13,9 @@
 //! - `blip_parity`: BLIP against transformers on tiny random checkpoints.
 //! - `caption_stage`: the caption stage in the default pipeline.
 //! - `train_audio`: `capstream train audio`: loss, checkpoints, seeds, resume.
+//! - `train_caption`: `capstream train caption`: loss, HF checkpoints, reload, resume.
+//! - `tokenizer_build`: a vocabulary built from captions, read alike by transformers.
+//! - `check_with_transformers`: the committed script that checks a checkpoint in transformers.
 //! - `neural_audio_stage`: generated log-mel and vocoded audio in a pipeline.
 //! - `report`: the HTML report, rendered by headless Chromium.
 //! - `score`: the score command and stage, metrics.json.
@@ -29,6 +32,7 @@ mod backfill;
 mod blip_parity;
 mod caption_metrics;
 mod caption_stage;
+mod check_with_transformers;
 mod datasets;
 mod definitions;
 mod eval;
@@ -41,4 +45,6 @@ mod preprocess_parity;
 mod report;
 mod score;
 mod speech;
+mod tokenizer_build;
 mod train_audio;
+mod train_caption;

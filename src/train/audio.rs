@@ -27,7 +27,8 @@ use super::adam::{AdamConfig, AdamW};
 use super::log::{num, JsonlLog};
 use super::loss::{multi_resolution_stft, SPEECH_16K};
 use super::rng::SplitMix64;
-use crate::datasets::triplets::{splits, Triplet};
+use super::split::split_indices;
+use crate::datasets::triplets::Triplet;
 use crate::dsp::mel::{melspectrogram, power_to_db, DbRef};
 use crate::dsp::mel_inverse::mel_db_to_audio;
 use crate::dsp::resample::{resample, Quality};
@@ -235,28 +236,14 @@ pub fn prepare_examples(
     Ok((examples, skipped))
 }
 
-/// Indices of training and validation examples: `val` rows validate and `test` rows are
-/// left out; with no `val` row, a seeded `val_fraction` of the others validates.
+/// Indices of training and validation examples (see [`split_indices`]).
 pub fn split_examples(
     examples: &[AudioExample],
     val_fraction: f64,
     seed: u64,
 ) -> (Vec<usize>, Vec<usize>) {
-    let is = |e: &AudioExample, s: &str| e.split.as_deref() == Some(s);
-    let mut train: Vec<usize> = (0..examples.len())
-        .filter(|&i| !is(&examples[i], splits::VAL) && !is(&examples[i], splits::TEST))
-        .collect();
-    let mut val: Vec<usize> = (0..examples.len())
-        .filter(|&i| is(&examples[i], splits::VAL))
-        .collect();
-    if val.is_empty() && val_fraction > 0.0 && train.len() > 1 {
-        let n = ((train.len() as f64 * val_fraction).round() as usize).clamp(1, train.len() - 1);
-        SplitMix64::new(seed, u64::MAX).shuffle(&mut train);
-        val = train.split_off(train.len() - n);
-        train.sort_unstable();
-        val.sort_unstable();
-    }
-    (train, val)
+    let s: Vec<Option<&str>> = examples.iter().map(|e| e.split.as_deref()).collect();
+    split_indices(&s, val_fraction, seed)
 }
 
 /// Where a run ended.

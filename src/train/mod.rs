@@ -7,9 +7,11 @@
 
 pub mod adam;
 pub mod audio;
+pub mod caption;
 pub mod log;
 pub mod loss;
 pub mod rng;
+pub mod split;
 pub mod tokenizer;
 
 pub use adam::{AdamConfig, AdamW};

@@ -116,20 +116,42 @@ impl Default for TextConfig {
 }
 
 /// A whole `config.json`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct Config {
     /// The vision tower.
     pub vision_config: VisionConfig,
     /// The text decoder.
     pub text_config: TextConfig,
+    /// Standard deviation of freshly initialized weights (transformers: 0.02).
+    #[serde(default = "default_initializer_range")]
+    pub initializer_range: f64,
+}
+
+fn default_initializer_range() -> f64 {
+    0.02
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            vision_config: VisionConfig::default(),
+            text_config: TextConfig::default(),
+            initializer_range: default_initializer_range(),
+        }
+    }
 }
 
 impl Config {
     /// Reads and completes a `config.json`.
     pub fn from_file(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let mut cfg: Config = serde_json::from_str(&text).map_err(|e| Error::Model {
+        Self::parse(&text, path)
+    }
+
+    /// Reads and completes the text of a `config.json`; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config> {
+        let mut cfg: Config = serde_json::from_str(text).map_err(|e| Error::Model {
             path: path.to_path_buf(),
             message: format!("invalid config.json: {e}"),
         })?;

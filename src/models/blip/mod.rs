@@ -51,6 +51,41 @@ impl BlipForConditionalGeneration {
     /// Builds the model for `cfg` and loads `weights` (`model.safetensors` or
     /// `pytorch_model.bin`) onto `device` in f32.
     pub fn new(cfg: &Config, weights: &Path, device: Device) -> Result<Self> {
+        let mut model = Self::build(cfg, device);
+        crate::models::weights::load(&model.vs, weights)?;
+        model.vs.freeze();
+        Ok(model)
+    }
+
+    /// A freshly initialized model, to train from a config: weights drawn from
+    /// libtorch's generator (seed it with `tch::manual_seed`) as transformers'
+    /// `BlipPreTrainedModel._init_weights` does: normal(0, `initializer_range`) for
+    /// linear, convolution and embedding weights and for the class token and positions
+    /// (transformers truncates those at ±2σ, as here), zero biases, unit LayerNorms.
+    /// The parameters are trainable.
+    pub fn init(cfg: &Config, device: Device) -> Self {
+        let model = Self::build(cfg, device);
+        let std = cfg.initializer_range;
+        let _guard = tch::no_grad_guard();
+        for (name, mut t) in model.vs.variables() {
+            let is_norm = name.contains("LayerNorm")
+                || name.contains("layer_norm")
+                || name.contains("layernorm");
+            if is_norm && name.ends_with(".weight") {
+                let _ = t.fill_(1.0);
+            } else if name.ends_with("bias") {
+                let _ = t.zero_();
+            } else if name.ends_with("class_embedding") || name.ends_with("position_embedding") {
+                let r = t.randn_like() * std;
+                t.copy_(&r.clamp(-2.0 * std, 2.0 * std));
+            } else {
+                t.copy_(&(t.randn_like() * std));
+            }
+        }
+        model
+    }
+
+    fn build(cfg: &Config, device: Device) -> Self {
         let vs = nn::VarStore::new(device);
         let root = vs.root();
         let vision_model = VisionModel::new(&root / "vision_model", &cfg.vision_config);
@@ -59,15 +94,86 @@ impl BlipForConditionalGeneration {
             &cfg.text_config,
             cfg.encoder_hidden_size(),
         );
-        crate::models::weights::load(&vs, weights)?;
-        let mut model = BlipForConditionalGeneration {
+        BlipForConditionalGeneration {
             vs,
             config: cfg.clone(),
             vision_model,
             text_decoder,
+        }
+    }
+
+    /// Makes every parameter trainable (fine-tuning a loaded checkpoint) or frozen.
+    pub fn set_trainable(&mut self, trainable: bool) {
+        if trainable {
+            self.vs.unfreeze();
+        } else {
+            self.vs.freeze();
+        }
+    }
+
+    /// The parameters under their checkpoint names, plus the tied LM-head tensors
+    /// (`cls.predictions.decoder.weight` = the word embeddings, `.bias` = the head
+    /// bias) that transformers writes, so the file is what `save_pretrained` makes.
+    pub fn state_dict(&self) -> Vec<(String, Tensor)> {
+        let mut named = crate::models::weights::named_variables(&self.vs);
+        let find = |key: &str| {
+            named
+                .iter()
+                .find(|(n, _)| n == key)
+                .map(|(_, t)| t.shallow_clone())
         };
-        model.vs.freeze();
-        Ok(model)
+        let tied = [
+            (
+                "text_decoder.cls.predictions.decoder.weight",
+                "text_decoder.bert.embeddings.word_embeddings.weight",
+            ),
+            (
+                "text_decoder.cls.predictions.decoder.bias",
+                "text_decoder.cls.predictions.bias",
+            ),
+        ];
+        let extra: Vec<(String, Tensor)> = tied
+            .iter()
+            .filter_map(|(to, from)| find(from).map(|t| (to.to_string(), t)))
+            .collect();
+        named.extend(extra);
+        named
+    }
+
+    /// Writes `model.safetensors` (f32 or the parameters' kind) to `file`.
+    pub fn save_weights(&self, file: &Path) -> Result<()> {
+        crate::models::weights::save(&self.state_dict(), file)
+    }
+
+    /// Teacher-forced captioning loss, as `BlipForConditionalGeneration.forward` with
+    /// `labels`: cross-entropy of each next token (logits shifted by one), mean over
+    /// labels that are not -100, with `label_smoothing`. `input_ids` and
+    /// `attention_mask` are `[B, T]` right-padded; `labels` is `input_ids` with
+    /// padding (and a masked prompt) set to -100.
+    pub fn loss(
+        &self,
+        pixels: &Tensor,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        labels: &Tensor,
+        label_smoothing: f64,
+    ) -> Tensor {
+        let image_embeds = self.vision_model.forward(pixels);
+        let logits = self
+            .text_decoder
+            .forward_full(input_ids, Some(attention_mask), &image_embeds);
+        let (_, t, v) = logits.size3().expect("[batch, tokens, vocab]");
+        logits
+            .narrow(1, 0, t - 1)
+            .reshape([-1, v])
+            .to_kind(Kind::Float)
+            .cross_entropy_loss::<Tensor>(
+                &labels.narrow(1, 1, t - 1).reshape([-1]),
+                None,
+                tch::Reduction::Mean,
+                -100,
+                label_smoothing,
+            )
     }
 
     /// Casts the parameters (f16/bf16 on CUDA).
