@@ -16,6 +16,7 @@ use serde_json::json;
 
 use capstream::config::PipelineConfig;
 use capstream::datasets::{read_triplets, write_triplets};
+use capstream::metrics::caption::corpus::best_constant;
 use capstream::metrics::caption::mentions::mention_scores;
 use capstream::report::{build_report, read_run, ReportOptions};
 use capstream::sinks::part_files;
@@ -52,6 +53,11 @@ pub struct EvalArgs {
     /// Never draw a progress bar, even on a terminal.
     #[arg(long)]
     no_progress: bool,
+    /// Score the N most frequent captions of the other splits (the training data) as a
+    /// constant caption of every row, and report the best: the floor a model must beat
+    /// (0 = off).
+    #[arg(long, default_value_t = 50)]
+    constant_baseline: usize,
 }
 
 /// `train (12), val (4)`: the splits of a dataset with their row counts.
@@ -119,6 +125,23 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
             }
         );
     }
+    // The most frequent captions of the rows the model could have learnt from.
+    let mut freq: BTreeMap<&str, usize> = BTreeMap::new();
+    for t in all
+        .iter()
+        .filter(|t| t.split.as_deref() != Some(args.split.as_str()))
+    {
+        for c in &t.captions {
+            *freq.entry(c.as_str()).or_default() += 1;
+        }
+    }
+    let mut by_freq: Vec<(&str, usize)> = freq.into_iter().collect();
+    by_freq.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let constant_candidates: Vec<String> = by_freq
+        .iter()
+        .take(args.constant_baseline)
+        .map(|(c, _)| c.to_string())
+        .collect();
     drop(all);
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
@@ -159,6 +182,10 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
         .collect();
     let references: Vec<Vec<String>> = ok.iter().map(|r| r.references.clone()).collect();
     let mentions = mention_scores(&candidates, &references);
+    let constant = best_constant(&constant_candidates, &references)?.map(|(caption, scores)| {
+        json!({"caption": caption, "candidates_tried": constant_candidates.len(),
+               "cider_d": scores.cider_d, "bleu_4": scores.bleu_4, "rouge_l": scores.rouge_l})
+    });
 
     let eval = json!({
         "model": args.model.display().to_string(),
@@ -171,6 +198,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
         "error_rows": out_rows.len() - ok.len(),
         "caption_metrics": caption_metrics,
         "mentions": mentions,
+        "best_constant_caption": constant,
     });
     let eval_path = run_dir.join(EVAL_FILE);
     write_atomic(&eval_path, &(serde_json::to_string_pretty(&eval)? + "\n"))?;
@@ -191,6 +219,12 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
         "  mentions over {} image(s) ({} skipped): object accuracy {:.3}, colour accuracy {:.3}",
         mentions.images, mentions.skipped, mentions.object_accuracy, mentions.colour_accuracy
     );
+    if let Some(c) = &constant {
+        println!(
+            "  best constant caption of {}: {} (CIDEr-D {:.3})",
+            c["candidates_tried"], c["caption"], c["cider_d"]
+        );
+    }
     println!("  input:   {}", input.display());
     println!("  run:     {}", run_dir.display());
     println!("  metrics: {}", metrics_path.display());

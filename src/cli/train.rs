@@ -137,6 +137,10 @@ pub struct AudioArgs {
     /// Reference audio longer than this is skipped.
     #[arg(long, default_value_t = 60.0)]
     max_audio_seconds: f64,
+    /// Learn from the first N rows that are not held out (test) only; test rows are
+    /// dropped either way. For a time budget: the vocoder is the slow part.
+    #[arg(long)]
+    limit: Option<usize>,
     /// Network shapes and mel definition (a config.json of this model type); the
     /// embedding width always comes from --caption-model.
     #[arg(long)]
@@ -303,6 +307,14 @@ fn audio(args: AudioArgs) -> Result<ExitCode> {
         val_fraction: args.val_fraction,
         max_audio_seconds: args.max_audio_seconds,
         ..Default::default()
+    };
+    let triplets = match args.limit {
+        Some(n) => triplets
+            .into_iter()
+            .filter(|t| t.split.as_deref() != Some(splits::TEST))
+            .take(n)
+            .collect(),
+        None => triplets,
     };
     let (examples, skipped) =
         prepare_examples(&triplets, &captioner, &cfg, opts.max_audio_seconds, 16)?;

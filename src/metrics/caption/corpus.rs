@@ -160,3 +160,32 @@ pub fn score_corpus(
         per_item,
     ))
 }
+
+/// The best constant caption: of `candidates`, the one whose corpus CIDEr-D is highest
+/// when it is the caption of every item of `references` (ties: the first). The floor
+/// a captioner must beat to show it looks at the image. `None` without candidates.
+pub fn best_constant(
+    candidates: &[String],
+    references: &[Vec<String>],
+) -> Result<Option<(String, CorpusScores)>, CorpusError> {
+    let mut best: Option<(String, CorpusScores)> = None;
+    for c in candidates {
+        let items: Vec<CaptionItem> = references
+            .iter()
+            .enumerate()
+            .map(|(k, r)| CaptionItem {
+                id: k.to_string(),
+                candidate: c.clone(),
+                references: r.clone(),
+            })
+            .collect();
+        let (scores, _) = score_corpus(&items, None)?;
+        if best
+            .as_ref()
+            .is_none_or(|(_, b)| scores.cider_d > b.cider_d)
+        {
+            best = Some((c.clone(), scores));
+        }
+    }
+    Ok(best)
+}
