@@ -1,6 +1,6 @@
-//! The `caption` stage in the default pipeline: captions equal `capstream caption`'s
-//! for the same files, error rows stay error rows, and the embedding has the vision
-//! width.
+//! The `caption` stage in the default pipeline (models/default): captions equal
+//! `capstream caption`'s for the same files, error rows stay error rows, and the
+//! embedding has the vision width.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -31,7 +31,7 @@ fn pipeline_captions_equal_the_cli() {
         .collect();
     files.sort();
     let mut args = vec!["caption", "--json", "--device", "cpu", "--model"];
-    let model = repo().join("tests/fixtures/blip/tiny_b");
+    let model = repo().join("models/default");
     args.push(model.to_str().unwrap());
     args.extend(files.iter().map(String::as_str));
     let cli = capstream(&args);
@@ -81,8 +81,8 @@ fn pipeline_captions_equal_the_cli() {
             let row = ids.value(i);
             let row = row.as_any().downcast_ref::<Int64Array>().unwrap();
             assert_eq!(row.values().to_vec(), *tokens, "{name}");
-            assert_eq!(models[i].as_deref(), Some("tiny_b"));
-            assert_eq!(emb.value(i).len(), 48, "vision width of tiny_b");
+            assert_eq!(models[i].as_deref(), Some("default"));
+            assert_eq!(emb.value(i).len(), 128, "vision width of models/default");
             seen += 1;
         }
     }

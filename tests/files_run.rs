@@ -69,9 +69,9 @@ fn bad_inputs_become_error_rows_and_nothing_vanishes() {
         let pw = pw.as_any().downcast_ref::<UInt32Array>().unwrap();
         for (i, status) in st.iter().enumerate() {
             if status.as_deref() == Some("ok") {
-                // decode_image follows the caption model's size (tiny_b: 48 px).
-                assert_eq!(px.value(i).len(), 48 * 48 * 3);
-                assert_eq!(pw.value(i), 48);
+                // decode_image follows the caption model's size (models/default: 128 px).
+                assert_eq!(px.value(i).len(), 128 * 128 * 3);
+                assert_eq!(pw.value(i), 128);
             } else {
                 assert!(px.is_null(i) && pw.is_null(i));
             }

@@ -23,6 +23,7 @@
 //! - `caption_metrics`: BLEU, ROUGE-L, CIDEr-D and PTB tokens against pycocoevalcap/NLTK.
 //! - `datasets`: `dataset synth` (true captions, determinism), `split`, `import-coco`.
 //! - `eval`: `capstream eval`: one split through the pipeline, eval.json, the report.
+//! - `default_model`: models/default names shapes and colours at its card rate.
 
 mod util;
 
@@ -34,6 +35,7 @@ mod caption_metrics;
 mod caption_stage;
 mod check_with_transformers;
 mod datasets;
+mod default_model;
 mod definitions;
 mod eval;
 mod files_run;

@@ -216,3 +216,65 @@ fn a_resumed_run_ends_where_the_uninterrupted_one_does() {
         bytes(resumed.join("checkpoint-epoch-2/optimizer.safetensors"))
     );
 }
+
+/// The training loss equals transformers' `BlipForConditionalGeneration(…, labels=…)`
+/// with label smoothing on the tiny_b fixture: right padding, labels -100 on padding.
+#[test]
+fn loss_matches_transformers_with_label_smoothing() {
+    use capstream::models::blip::{BlipForConditionalGeneration, Config};
+    let dir = tempfile::tempdir().unwrap();
+    let model_dir = repo().join("tests/fixtures/blip/tiny_b");
+    let npy = dir.path().join("pixels.npy");
+    let script = r#"
+import json, sys, numpy as np, torch
+from transformers import BlipForConditionalGeneration
+torch.manual_seed(0)
+m = BlipForConditionalGeneration.from_pretrained(sys.argv[1]).eval()
+m.text_decoder.label_smoothing = 0.1
+px = torch.randn(2, 3, 48, 48)
+np.save(sys.argv[2], px.numpy())
+ids = torch.tensor([[411, 120, 130, 140, 150, 102], [411, 160, 170, 102, 0, 0]])
+mask = (ids != 0).long()
+labels = ids.masked_fill(mask == 0, -100)
+with torch.no_grad():
+    out = m(pixel_values=px, input_ids=ids, attention_mask=mask, labels=labels)
+print(json.dumps({"loss": out.loss.item()}))
+"#;
+    let res = std::process::Command::new(repo().join(".venv/bin/python"))
+        .args([
+            "-c",
+            script,
+            model_dir.to_str().unwrap(),
+            npy.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let stdout = String::from_utf8(res.stdout).unwrap();
+    let want: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let want = want["loss"].as_f64().unwrap();
+
+    let (px, shape) = capstream::dsp::npy::decode_f32(&std::fs::read(&npy).unwrap()).unwrap();
+    let shape: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+    let px = tch::Tensor::from_slice(&px).reshape(shape);
+    let cfg = Config::from_file(&model_dir.join("config.json")).unwrap();
+    let model = BlipForConditionalGeneration::new(
+        &cfg,
+        &model_dir.join("model.safetensors"),
+        tch::Device::Cpu,
+    )
+    .unwrap();
+    let ids = tch::Tensor::from_slice(&[411i64, 120, 130, 140, 150, 102, 411, 160, 170, 102, 0, 0])
+        .reshape([2, 6]);
+    let mask = ids.ne(0).to_kind(tch::Kind::Int64);
+    let labels = ids.where_scalarother(&mask.ne(0), -100);
+    let got = tch::no_grad(|| model.loss(&px, &ids, &mask, &labels, 0.1)).double_value(&[]);
+    assert!(
+        (got - want).abs() < 1e-5 * want.abs().max(1.0),
+        "capstream {got}, transformers {want}"
+    );
+}

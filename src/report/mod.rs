@@ -227,7 +227,16 @@ fn training_section(body: &mut String, log: &Path) -> Result<()> {
             body.push_str(&line_chart(&key, "step", "loss", &[s], (560, 300))?);
         }
     }
-    for key in keys(&epochs, &["event", "epoch", "step", "seconds"]) {
+    let timing = [
+        "event",
+        "epoch",
+        "step",
+        "seconds",
+        "train_seconds",
+        "val_seconds",
+        "val_captioned",
+    ];
+    for key in keys(&epochs, &timing) {
         let s = series_of(&epochs, "epoch", &key);
         if !s.points.is_empty() {
             body.push_str(&line_chart(&key, "epoch", "", &[s], (360, 240))?);

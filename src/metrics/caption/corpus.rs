@@ -189,3 +189,29 @@ pub fn best_constant(
     }
     Ok(best)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn best_constant_is_the_candidate_with_the_highest_cider_d() {
+        let refs: Vec<Vec<String>> = [
+            ["a red circle", "one red circle"],
+            ["a red circle", "a small red circle"],
+            ["a blue square", "one blue square"],
+        ]
+        .iter()
+        .map(|r| r.iter().map(|s| s.to_string()).collect())
+        .collect();
+        let cands: Vec<String> = ["a blue square", "a red circle", "a green star"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let (best, scores) = best_constant(&cands, &refs).unwrap().unwrap();
+        assert_eq!(best, "a red circle");
+        let (_, other) = best_constant(&cands[..1], &refs).unwrap().unwrap();
+        assert!(scores.cider_d > other.cider_d && other.cider_d > 0.0);
+        assert!(best_constant(&[], &refs).unwrap().is_none());
+    }
+}
