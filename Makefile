@@ -41,7 +41,7 @@ demo: build
 	@echo "  report:                          $(ROOT)/$(DEMO_OUT)/eval/run/report.html"
 
 # Retrain models/default from nothing (synth data, caption model, audio model, card);
-# about 25 minutes on 2 cores.
+# about 20 minutes on 2 quiet cores.
 default-model: build
 	bash models/make_default.sh
 
