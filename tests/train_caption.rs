@@ -278,3 +278,65 @@ print(json.dumps({"loss": out.loss.item()}))
         "capstream {got}, transformers {want}"
     );
 }
+
+/// `--init` fine-tunes a Hugging Face checkpoint as is (its vocabulary and config kept,
+/// label smoothing recorded in the written config), with a prompt masked out of the loss.
+#[test]
+fn fine_tuning_a_checkpoint_with_a_prompt() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(dir.path());
+    let out = dir.path().join("tuned");
+    let init = repo().join("tests/fixtures/blip/tiny_b");
+    let res = capstream(&[
+        "train",
+        "caption",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--init",
+        init.to_str().unwrap(),
+        "--prompt",
+        "a picture of ",
+        "--label-smoothing",
+        "0.1",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "8",
+        "--lr",
+        "2e-3",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+    ]);
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let log = log(&out);
+    let epochs = events(&log, "epoch");
+    let (first, last) = (
+        epochs[0]["train_loss"].as_f64().unwrap(),
+        epochs[2]["train_loss"].as_f64().unwrap(),
+    );
+    assert!(last < first, "train loss {first} -> {last}");
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    let orig: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(init.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        cfg["text_config"]["vocab_size"],
+        orig["text_config"]["vocab_size"]
+    );
+    assert_eq!(cfg["vision_config"], orig["vision_config"]);
+    assert_eq!(cfg["text_config"]["label_smoothing"], 0.1);
+    assert_eq!(
+        std::fs::read(out.join("tokenizer.json")).unwrap(),
+        std::fs::read(init.join("tokenizer.json")).unwrap()
+    );
+    let start = events(&log, "start")[0];
+    assert_eq!(start["options"]["prompt"], "a picture of ");
+}
