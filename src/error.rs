@@ -70,6 +70,12 @@ pub enum Error {
         message: String,
     },
 
+    // === Distributed mode ===
+    /// NATS or JetStream refused or failed an operation (connection, stream, consumer,
+    /// publish, object store), with what was being done.
+    #[error("nats: {0}")]
+    Nats(String),
+
     // === Runtime ===
     /// A stage failed in a way that stops the pipeline.
     #[error("stage {stage} failed: {message}")]

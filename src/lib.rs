@@ -20,6 +20,8 @@
 //! - [`models`]: BLIP on libtorch (`tch`), weights loading, devices; pure.
 //! - [`report`]: the HTML report of a run folder.
 //! - [`telemetry`]: Prometheus metric names, registry and `/metrics`.
+//! - [`transport`]: distributed mode on NATS JetStream: the wire format, streams and
+//!   consumers, and the worker, submit and sink roles.
 //! - [`error`]: the one error type.
 //!
 //! # Error policy
@@ -46,5 +48,6 @@ pub mod speech;
 pub mod stages;
 pub mod telemetry;
 pub mod train;
+pub mod transport;
 
 pub use error::{Error, Result};

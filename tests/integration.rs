@@ -23,6 +23,11 @@
 //! - `caption_metrics`: BLEU, ROUGE-L, CIDEr-D and PTB tokens against pycocoevalcap/NLTK.
 //! - `datasets`: `dataset synth` (true captions, determinism), `split`, `import-coco`.
 //! - `eval`: `capstream eval`: one split through the pipeline, eval.json, the report.
+//! - `nats_util`: a real nats-server on free loopback ports, capstream role processes.
+//! - `nats_modes`: NATS mode writes embedded mode's rows; servers without JetStream.
+//! - `nats_faults`: a killed caption worker, a poison record, exhausted deliveries, a
+//!   restarted sink.
+//! - `nats_load`: 10,000 small records through a no-model pipeline, exactly once.
 //! - `default_model`: models/default names shapes and colours at its card rate.
 
 mod util;
@@ -42,6 +47,10 @@ mod files_run;
 mod interrupt_resume;
 mod meteor;
 mod metrics;
+mod nats_faults;
+mod nats_load;
+mod nats_modes;
+mod nats_util;
 mod neural_audio_stage;
 mod preprocess_parity;
 mod report;

@@ -6,6 +6,7 @@ mod dataset;
 mod doctor;
 mod eval;
 mod features;
+mod nats;
 mod report;
 mod run;
 mod score;
@@ -27,8 +28,21 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a pipeline over an input and write Parquet to an output folder.
-    Run(run::RunArgs),
+    /// Run a pipeline over an input and write Parquet to an output folder (a
+    /// `mode = "nats"` pipeline starts its workers and sink against `--nats`).
+    Run {
+        #[command(flatten)]
+        args: run::RunArgs,
+        #[command(flatten)]
+        nats: nats::RunNatsArgs,
+    },
+    /// Distributed mode: run one stage of a pipeline as a NATS JetStream worker; N
+    /// workers of a stage share its consumer.
+    Worker(nats::WorkerArgs),
+    /// Distributed mode: publish a pipeline's input onto its first stream.
+    Submit(nats::SubmitArgs),
+    /// Distributed mode: commit a pipeline's last stream to Parquet, each id once.
+    Sink(nats::SinkArgs),
     /// Caption image files with a BLIP checkpoint.
     Caption(caption::CaptionArgs),
     /// Log-mel features of a WAV file as a float32 .npy (librosa definitions).
@@ -75,7 +89,10 @@ const TRIPLETS: &str = "triplets";
 /// Runs the parsed command.
 pub fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Run(args) => run::run(args),
+        Command::Run { args, nats } => run::run_any(args, nats),
+        Command::Worker(args) => nats::worker(args),
+        Command::Submit(args) => nats::submit(args),
+        Command::Sink(args) => nats::sink(args),
         Command::Validate { files } => {
             for f in files {
                 let cfg = capstream::config::PipelineConfig::load(&f)?;

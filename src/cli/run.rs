@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use capstream::config::PipelineConfig;
+use capstream::config::{Mode, PipelineConfig};
 use capstream::metrics::caption::meteor::Meteor;
 use capstream::metrics::caption::wordnet::WordNet;
 use capstream::pipeline::{Plan, Progress, Shutdown};
@@ -53,6 +53,22 @@ pub struct RunArgs {
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {
     Ok(run_pipeline(args)?.0)
+}
+
+/// `capstream run` in either mode: a `mode = "nats"` pipeline goes to distributed mode
+/// on one machine, anything else runs embedded.
+pub fn run_any(args: RunArgs, nats: super::nats::RunNatsArgs) -> Result<ExitCode> {
+    let cfg = PipelineConfig::load(&args.pipeline)?;
+    if cfg.mode == Mode::Nats {
+        return super::nats::run_local(args, nats, cfg);
+    }
+    if nats.nats.is_some() {
+        bail!(
+            "--nats needs a pipeline with mode = \"nats\"; {} runs embedded",
+            args.pipeline.display()
+        );
+    }
+    run(args)
 }
 
 /// Runs one pipeline to its end and scores it: the exit code, and the content of

@@ -21,6 +21,114 @@ pub enum Mode {
     /// One process; stages joined by bounded in-memory channels.
     #[default]
     Embedded,
+    /// Each stage a pool of workers joined by NATS JetStream streams (`[nats]`).
+    Nats,
+}
+
+/// Where a JetStream stream keeps its messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NatsStorage {
+    /// On disk: survives a server restart.
+    #[default]
+    File,
+    /// In memory: faster, lost with the server.
+    Memory,
+}
+
+/// `[nats]`: distributed mode. Streams and consumers are created (idempotently) from
+/// these settings by every `capstream worker`, `submit` and `sink`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsConfig {
+    /// Server URL used when the command line gives no `--nats`.
+    pub url: String,
+    /// First token of every subject and name of every stream, consumer and bucket.
+    pub prefix: String,
+    /// Copies of every stream in a cluster (1 on a single server, 3 for R3).
+    pub replicas: usize,
+    /// Where streams keep messages.
+    pub storage: NatsStorage,
+    /// A delivered message not acknowledged within this time is redelivered. Workers
+    /// send progress acks while a batch is in inference, so this bounds how long a dead
+    /// worker holds records, not how long a batch may take.
+    pub ack_wait_ms: u64,
+    /// Deliveries of one message before it is dead-lettered.
+    pub max_deliver: i64,
+    /// Delivered but unacknowledged messages per consumer (all workers of a stage).
+    pub max_ack_pending: i64,
+    /// Encoded batches above this many bytes travel through the Object Store (claim
+    /// check) instead of inside the message; also each stream's largest message.
+    pub max_payload: usize,
+    /// Redelivery delay after a failed attempt.
+    pub nak_delay_ms: u64,
+    /// Window in which the server drops a republished `Nats-Msg-Id`.
+    pub duplicate_window_s: u64,
+    /// Records per message published by `capstream submit`.
+    pub records_per_message: usize,
+    /// `submit` pauses while the first stream holds more messages than this.
+    pub max_backlog: u64,
+    /// The sink commits a part file at least this often while rows are pending.
+    pub commit_interval_ms: u64,
+    /// How long an idle worker's pull request waits for a first message.
+    pub idle_wait_ms: u64,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        NatsConfig {
+            url: "nats://127.0.0.1:4222".into(),
+            prefix: "capstream".into(),
+            replicas: 1,
+            storage: NatsStorage::File,
+            ack_wait_ms: 30_000,
+            max_deliver: 5,
+            max_ack_pending: 256,
+            max_payload: 1 << 20,
+            nak_delay_ms: 2_000,
+            duplicate_window_s: 120,
+            records_per_message: 1,
+            max_backlog: 10_000,
+            commit_interval_ms: 1_000,
+            idle_wait_ms: 2_000,
+        }
+    }
+}
+
+impl NatsConfig {
+    fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(Error::Config(format!("[nats] {m}")));
+        if self.prefix.is_empty()
+            || !self
+                .prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return bad("prefix must be letters, digits, '_' or '-'");
+        }
+        if !(1..=5).contains(&self.replicas) {
+            return bad("replicas must be 1 to 5");
+        }
+        if self.ack_wait_ms < 100 {
+            return bad("ack_wait_ms must be at least 100");
+        }
+        if self.max_deliver < 1 {
+            return bad("max_deliver must be at least 1");
+        }
+        if self.max_ack_pending < 1 {
+            return bad("max_ack_pending must be at least 1");
+        }
+        if self.max_payload < 1024 {
+            return bad("max_payload must be at least 1024");
+        }
+        if self.records_per_message == 0 || self.max_backlog == 0 {
+            return bad("records_per_message and max_backlog must be at least 1");
+        }
+        if self.commit_interval_ms == 0 || self.idle_wait_ms == 0 {
+            return bad("commit_interval_ms and idle_wait_ms must be at least 1");
+        }
+        Ok(())
+    }
 }
 
 /// Micro-batching: a batch is sent on when any bound is reached.
@@ -81,6 +189,9 @@ pub struct PipelineConfig {
     pub stages: Vec<StageConfig>,
     /// Where rows land.
     pub sink: SinkConfig,
+    /// Distributed mode settings (used by `mode = "nats"` and the worker commands).
+    #[serde(default)]
+    pub nats: NatsConfig,
     /// The file this came from; set by [`PipelineConfig::load`].
     #[serde(skip)]
     pub path: PathBuf,
@@ -136,6 +247,7 @@ impl PipelineConfig {
         }
         self.source.validate()?;
         self.sink.validate()?;
+        self.nats.validate()?;
         Ok(())
     }
 

@@ -1,0 +1,362 @@
+//! Distributed mode commands: `worker`, `submit`, `sink`, and `run` for a
+//! `mode = "nats"` pipeline (all of them on one machine, as child processes).
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitCode};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+use capstream::config::PipelineConfig;
+use capstream::pipeline::{Plan, Shutdown};
+use capstream::sinks::{committed_ids, part_files};
+use capstream::sources::SourceInput;
+use capstream::telemetry::{self, Metrics};
+use capstream::transport::sink::{IdIndex, SinkOptions};
+use capstream::transport::submit::SubmitOptions;
+use capstream::transport::worker::{find_stage, WorkerOptions};
+use capstream::transport::{sink, submit, worker, Connection};
+
+/// `--nats` and `--metrics-addr`, shared by the distributed commands.
+#[derive(Debug, Args)]
+pub struct Common {
+    /// Pipeline file (`mode = "nats"` or not: the `[nats]` table applies).
+    #[arg(long)]
+    pipeline: PathBuf,
+    /// NATS server URL; defaults to the pipeline file's `[nats] url`.
+    #[arg(long)]
+    nats: Option<String>,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9184).
+    #[arg(long)]
+    metrics_addr: Option<SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The stage this worker runs (`NAME`, or `NAME@N` when a pipeline has it twice).
+    #[arg(long)]
+    stage: String,
+    /// Stage threads in this process, each with its own copy of the stage (default:
+    /// the stage's `workers`).
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Model folder for model stages, overriding the pipeline file.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Audio model folder for the neural_audio stage, overriding the pipeline file.
+    #[arg(long)]
+    audio_model: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    common: Common,
+    /// A folder, glob, file, or `-` for a list of paths on stdin.
+    #[arg(long)]
+    input: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SinkArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Output folder for Parquet part files (and their id index).
+    #[arg(long)]
+    output: PathBuf,
+}
+
+/// `capstream run`'s distributed-mode option.
+#[derive(Debug, Args)]
+pub struct RunNatsArgs {
+    /// NATS server URL for a `mode = "nats"` pipeline; defaults to its `[nats] url`.
+    #[arg(long)]
+    pub(super) nats: Option<String>,
+}
+
+fn load(common: &Common) -> Result<(Plan, String)> {
+    let cfg = PipelineConfig::load(&common.pipeline)?;
+    let url = common.nats.clone().unwrap_or_else(|| cfg.nats.url.clone());
+    let plan =
+        Plan::new(cfg).with_context(|| format!("pipeline file {}", common.pipeline.display()))?;
+    Ok((plan, url))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+async fn serve(addr: Option<SocketAddr>, metrics: &Metrics) -> Result<()> {
+    if let Some(addr) = addr {
+        let (bound, _task) = telemetry::serve(addr, metrics.clone()).await?;
+        tracing::info!(address = %bound, "Serving metrics on /metrics.");
+    }
+    Ok(())
+}
+
+pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
+    super::init_logging("info");
+    let (mut plan, url) = load(&args.common)?;
+    plan.model_override = args.model;
+    plan.audio_model_override = args.audio_model;
+    let stage = find_stage(&plan, &args.stage)?;
+    let name = plan.config.stages[stage].name();
+    let concurrency = args
+        .concurrency
+        .unwrap_or_else(|| plan.config.stages[stage].workers());
+    runtime()?.block_on(async move {
+        let conn =
+            Connection::open(&url, &format!("capstream worker {name}"), &plan.config).await?;
+        let metrics = Metrics::new(&plan.config.name);
+        serve(args.common.metrics_addr, &metrics).await?;
+        let shutdown = Shutdown::new();
+        shutdown.listen_for_signals();
+        let opts = WorkerOptions {
+            plan,
+            stage,
+            concurrency,
+        };
+        let s = worker::run(conn, opts, shutdown, metrics).await?;
+        println!(
+            "worker {name}: {} messages ({} records), {} dead-lettered",
+            s.messages, s.records, s.dead_lettered
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub fn submit(args: SubmitArgs) -> Result<ExitCode> {
+    super::init_logging("info");
+    let (plan, url) = load(&args.common)?;
+    runtime()?.block_on(async move {
+        let conn = Connection::open(&url, "capstream submit", &plan.config).await?;
+        let metrics = Metrics::new(&plan.config.name);
+        serve(args.common.metrics_addr, &metrics).await?;
+        let shutdown = Shutdown::new();
+        shutdown.listen_for_signals();
+        let opts = SubmitOptions {
+            plan,
+            input: SourceInput::parse(&args.input),
+            skip: Arc::new(HashSet::new()),
+        };
+        let s = submit::run(conn, opts, shutdown, metrics).await?;
+        println!(
+            "{}: {} records in {} messages ({} already stored) in {:.1}s",
+            if s.interrupted {
+                "interrupted"
+            } else {
+                "submitted"
+            },
+            s.records,
+            s.messages,
+            s.duplicates,
+            s.seconds
+        );
+        Ok(if s.interrupted {
+            ExitCode::from(130)
+        } else {
+            ExitCode::SUCCESS
+        })
+    })
+}
+
+pub fn sink(args: SinkArgs) -> Result<ExitCode> {
+    super::init_logging("info");
+    let (plan, url) = load(&args.common)?;
+    runtime()?.block_on(async move {
+        let conn = Connection::open(&url, "capstream sink", &plan.config).await?;
+        let metrics = Metrics::new(&plan.config.name);
+        serve(args.common.metrics_addr, &metrics).await?;
+        let shutdown = Shutdown::new();
+        shutdown.listen_for_signals();
+        let opts = SinkOptions {
+            plan,
+            output: args.output.clone(),
+        };
+        let s = sink::run(conn, opts, shutdown, metrics).await?;
+        println!(
+            "sink: {} rows in {} file(s) under {} ({} duplicate rows dropped)",
+            s.rows,
+            s.files.len(),
+            args.output.display(),
+            s.duplicates
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Child processes that are stopped (SIGTERM, then killed) when dropped.
+struct Children(Vec<(String, Child)>);
+
+impl Children {
+    fn stop(&mut self, grace: Duration) {
+        for (_, c) in &self.0 {
+            terminate(c.id());
+        }
+        let end = Instant::now() + grace;
+        for (name, c) in &mut self.0 {
+            loop {
+                match c.try_wait() {
+                    Ok(Some(_)) => break,
+                    Ok(None) if Instant::now() < end => {
+                        std::thread::sleep(Duration::from_millis(50))
+                    }
+                    _ => {
+                        tracing::warn!(child = %name, "Did not drain in time; killing it.");
+                        let _ = c.kill();
+                        let _ = c.wait();
+                        break;
+                    }
+                }
+            }
+        }
+        self.0.clear();
+    }
+
+    /// The first child that exited, with its status.
+    fn exited(&mut self) -> Option<(String, std::process::ExitStatus)> {
+        for (name, c) in &mut self.0 {
+            if let Ok(Some(s)) = c.try_wait() {
+                return Some((name.clone(), s));
+            }
+        }
+        None
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(30));
+    }
+}
+
+fn terminate(pid: u32) {
+    // JUSTIFICATION: kill(2) with a pid this process spawned and still owns (not yet
+    // reaped, so the pid cannot have been reused) and a valid signal number; no memory
+    // is involved.
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGTERM);
+    }
+}
+
+/// `capstream run` on a `mode = "nats"` pipeline: one worker process per stage (its
+/// `workers` as threads) and a sink process against `--nats`, the source submitted from
+/// this process; returns when every record is committed or dead-lettered, after the
+/// children drained.
+pub(super) fn run_local(
+    args: super::run::RunArgs,
+    nats: RunNatsArgs,
+    cfg: PipelineConfig,
+) -> Result<ExitCode> {
+    super::init_logging("info");
+    let url = nats.nats.unwrap_or_else(|| cfg.nats.url.clone());
+    let mut plan =
+        Plan::new(cfg).with_context(|| format!("pipeline file {}", args.pipeline.display()))?;
+    plan.model_override = args.model.clone();
+    plan.audio_model_override = args.audio_model.clone();
+    let existing = part_files(&args.output)?;
+    let skip: HashSet<String> = if args.resume {
+        committed_ids(&args.output)?
+    } else if !existing.is_empty() {
+        bail!(
+            "{} already holds {} committed part file(s); pass --resume to continue that run, or choose an empty folder",
+            args.output.display(),
+            existing.len()
+        );
+    } else {
+        HashSet::new()
+    };
+    let exe = std::env::current_exe().context("cannot find the capstream executable")?;
+    let pipeline = args.pipeline.display().to_string();
+    runtime()?.block_on(async move {
+        let started = Instant::now();
+        let conn = Connection::open(&url, "capstream run", &plan.config).await?;
+        if !conn.drained().await? {
+            tracing::warn!("The pipeline's streams already hold messages (an earlier run?); they are processed too.");
+        }
+        let mut children = Children(Vec::new());
+        let mut spawn = |name: String, extra: Vec<String>| -> Result<()> {
+            let child = Command::new(&exe)
+                .args(&extra)
+                .args(["--pipeline", &pipeline, "--nats", &url])
+                .spawn()
+                .with_context(|| format!("cannot start {name}"))?;
+            children.0.push((name, child));
+            Ok(())
+        };
+        for (i, s) in plan.config.stages.iter().enumerate() {
+            let mut extra = vec![
+                "worker".to_string(),
+                "--stage".into(),
+                format!("{}@{}", s.name(), i + 1),
+                "--concurrency".into(),
+                s.workers().to_string(),
+            ];
+            if let Some(m) = &args.model {
+                extra.extend(["--model".into(), m.display().to_string()]);
+            }
+            if let Some(m) = &args.audio_model {
+                extra.extend(["--audio-model".into(), m.display().to_string()]);
+            }
+            spawn(format!("worker {}", s.name()), extra)?;
+        }
+        spawn(
+            "sink".into(),
+            vec![
+                "sink".into(),
+                "--output".into(),
+                args.output.display().to_string(),
+            ],
+        )?;
+        let metrics = Metrics::new(&plan.config.name);
+        serve(args.metrics_addr, &metrics).await?;
+        let shutdown = Shutdown::new();
+        shutdown.listen_for_signals();
+        let output = args.output.clone();
+        let opts = SubmitOptions {
+            plan,
+            input: SourceInput::parse(&args.input),
+            skip: Arc::new(skip),
+        };
+        let submitted = submit::run(conn.clone(), opts, shutdown.clone(), metrics).await?;
+        tracing::info!(records = submitted.records, "Input submitted; waiting for the workers.");
+        // Done when every edge stream is empty: each stage removes its input only after
+        // its output is stored, and the sink only after the commit.
+        while !shutdown.is_stopping() {
+            if let Some((name, status)) = children.exited() {
+                bail!("{name} exited early ({status}); the run is incomplete, rerun with --resume");
+            }
+            if conn.drained().await? {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        tokio::task::block_in_place(|| children.stop(Duration::from_secs(60)));
+        let index = IdIndex::open(&output)?;
+        let parts = part_files(&output)?;
+        let interrupted = shutdown.is_stopping() || submitted.interrupted;
+        println!(
+            "{}: {} records submitted, {} ids committed in {} file(s) under {} in {:.1}s",
+            if interrupted { "interrupted" } else { "done" },
+            submitted.records,
+            index.len(),
+            parts.len(),
+            output.display(),
+            started.elapsed().as_secs_f64()
+        );
+        if interrupted {
+            eprintln!("the run was stopped before the input ended; rerun with --resume to finish");
+            return Ok(ExitCode::from(130));
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}

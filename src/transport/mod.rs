@@ -1,0 +1,658 @@
+//! Distributed mode: the same stages as pools of workers joined by NATS JetStream.
+//!
+//! This module owns everything that crosses the wire: subject, stream, consumer and
+//! bucket names ([`Topology`]), their idempotent creation from the pipeline file's
+//! `[nats]` table, the message format ([`codec`]: Arrow IPC streams with zstd bodies,
+//! the claim check for large batches), and the three roles: [`worker`] runs one stage,
+//! [`submit`] publishes a source, [`sink`] commits Parquet exactly once. It must not
+//! know what a stage computes: workers build stages through
+//! [`StageConfig::build`](crate::stages::StageConfig::build) and call the same
+//! [`Stage`](crate::pipeline::Stage) contract as the embedded runtime.
+//!
+//! ```text
+//! submit ─▶ [stream 00 → decode_image] ─▶ workers ─▶ [stream 01 → caption] ─▶ … ─▶ [stream NN → sink] ─▶ sink
+//!               one WorkQueue stream per edge, one durable pull consumer per stream
+//! ```
+//!
+//! Delivery is at-least-once between stages and exactly-once into the output: a worker
+//! acknowledges its input only after the server acknowledged the output publish, output
+//! messages carry a deterministic `Nats-Msg-Id` (the server drops republished copies
+//! inside its duplicate window), and the sink drops record ids it already committed.
+//! A message that fails on every delivery is dead-lettered: its records continue as
+//! error rows, and its bytes go to the dead-letter stream with the reason.
+
+pub mod codec;
+pub mod metrics;
+pub mod sink;
+pub mod submit;
+pub mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{new_null_array, Array, ArrayRef, RecordBatch, StringArray};
+use arrow::datatypes::SchemaRef;
+use async_nats::jetstream::{self, consumer, stream};
+use sha2::{Digest, Sha256};
+
+use crate::config::{NatsConfig, NatsStorage, PipelineConfig};
+use crate::error::{Error, Result};
+use crate::pipeline::{BuildContext, Plan};
+use crate::schema::{columns, ErrorKind, Status};
+use crate::stages::StageConfig;
+
+/// Message headers. Names are fixed: other tools (and older workers) read them.
+pub mod headers {
+    /// The edge schema version of the payload ([`SCHEMA_VERSION`](crate::schema::SCHEMA_VERSION)).
+    pub const SCHEMA_VERSION: &str = "Capstream-Schema-Version";
+    /// The stage that produced the payload (`source` for `capstream submit`).
+    pub const STAGE: &str = "Capstream-Stage";
+    /// The edge the payload travels on: its index and the consuming stage, `01.caption`.
+    pub const EDGE: &str = "Capstream-Edge";
+    /// Rows in the payload.
+    pub const ROWS: &str = "Capstream-Rows";
+    /// Object Store name holding the payload when it was too large for a message.
+    pub const CLAIM: &str = "Capstream-Claim";
+    /// Dead letters: why the message was given up.
+    pub const DEAD_REASON: &str = "Capstream-Dead-Reason";
+    /// Dead letters: deliveries made before it was given up.
+    pub const DELIVERIES: &str = "Capstream-Deliveries";
+    /// Dead letters: the stream and sequence it came from, `STREAM:SEQ`.
+    pub const ORIGIN: &str = "Capstream-Origin";
+    /// Dead letters: the record ids it held, comma-separated.
+    pub const RECORD_IDS: &str = "Capstream-Record-Ids";
+}
+
+/// The stage name used for the source's messages and metrics.
+pub const SOURCE: &str = "source";
+/// The consumer name of the sink.
+pub const SINK: &str = "sink";
+/// Dead-letter reason: the stage failed on the message on its last delivery.
+pub const REASON_STAGE_ERROR: &str = "stage_error";
+/// Dead-letter reason: the payload could not be decoded.
+pub const REASON_UNDECODABLE: &str = "undecodable";
+/// Dead-letter reason: `max_deliver` deliveries ended without any outcome (a worker
+/// died or hung on it every time); found through the server's advisory.
+pub const REASON_MAX_DELIVER: &str = "max_deliver";
+/// The oldest nats-server with everything distributed mode uses (WorkQueue pull
+/// consumers with idle heartbeats, nak delays, `Nats-Msg-Id`, direct get).
+pub const MIN_SERVER: (u64, u64) = (2, 9);
+
+/// One pipeline edge on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeNames {
+    /// Position: edge `i` feeds stage `i`; the last feeds the sink.
+    pub index: usize,
+    /// The producing stage (`source` for edge 0).
+    pub from: String,
+    /// The consuming stage, or `sink`; also the durable consumer's name.
+    pub to: String,
+    /// The WorkQueue stream.
+    pub stream: String,
+    /// The one subject of the stream.
+    pub subject: String,
+    /// Dead letters from this edge's consumer.
+    pub dead_letter_subject: String,
+    /// The server's max-deliveries advisory for this edge's consumer.
+    pub advisory_subject: String,
+}
+
+impl EdgeNames {
+    /// The `Capstream-Edge` header value.
+    pub fn label(&self) -> String {
+        format!("{:02}.{}", self.index, self.to)
+    }
+}
+
+/// Every name distributed mode uses for one pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    /// Edge `i` feeds stage `i`; the last feeds the sink.
+    pub edges: Vec<EdgeNames>,
+    /// Limits stream keeping dead letters of every edge.
+    pub dead_letter_stream: String,
+    /// WorkQueue stream capturing the max-deliveries advisories of every edge (the
+    /// server publishes them on core NATS, where nobody may be listening).
+    pub advisory_stream: String,
+    /// Object Store bucket for claim-checked payloads.
+    pub claims_bucket: String,
+}
+
+/// `s` with everything outside `[A-Za-z0-9_-]` replaced by `_`, lowercased.
+fn token(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+impl Topology {
+    /// The names for `cfg`: they depend only on `[nats] prefix`, the pipeline's name and
+    /// its stages, so every process computes the same ones.
+    pub fn new(cfg: &PipelineConfig) -> Topology {
+        let prefix = token(&cfg.nats.prefix);
+        let pipe = token(&cfg.name);
+        let upper = |s: &str| s.to_ascii_uppercase().replace('-', "_");
+        let mut edges = Vec::new();
+        let n = cfg.stages.len();
+        for i in 0..=n {
+            let from = if i == 0 {
+                SOURCE.to_string()
+            } else {
+                cfg.stages[i - 1].name().to_string()
+            };
+            let to = if i == n {
+                SINK.to_string()
+            } else {
+                cfg.stages[i].name().to_string()
+            };
+            let stream = upper(&format!("{prefix}_{pipe}_{i:02}_{to}"));
+            let subject = format!("{prefix}.{pipe}.{i:02}.{to}");
+            edges.push(EdgeNames {
+                index: i,
+                advisory_subject: format!(
+                    "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{to}"
+                ),
+                dead_letter_subject: format!("{prefix}.{pipe}.dlq.{i:02}.{to}"),
+                from,
+                to,
+                stream,
+                subject,
+            });
+        }
+        Topology {
+            edges,
+            dead_letter_stream: upper(&format!("{prefix}_{pipe}_DLQ")),
+            advisory_stream: upper(&format!("{prefix}_{pipe}_ADVISORIES")),
+            claims_bucket: upper(&format!("{prefix}_{pipe}_CLAIMS")),
+        }
+    }
+
+    /// Subjects of the dead-letter stream.
+    pub fn dead_letter_subjects(&self) -> Vec<String> {
+        self.edges
+            .iter()
+            .map(|e| e.dead_letter_subject.clone())
+            .collect()
+    }
+}
+
+/// Maps any displayable error into [`Error::Nats`] naming what was being done.
+pub(crate) fn nats_err<E: std::fmt::Display>(what: impl Into<String>) -> impl FnOnce(E) -> Error {
+    let what = what.into();
+    move |e| Error::Nats(format!("{what}: {e}"))
+}
+
+/// A connection with JetStream checked, and the pipeline's streams and consumers in
+/// place.
+#[derive(Clone)]
+pub struct Connection {
+    /// The core client.
+    pub client: async_nats::Client,
+    /// The JetStream context.
+    pub js: jetstream::Context,
+    /// The names.
+    pub topology: Arc<Topology>,
+    /// The pipeline's settings.
+    pub nats: NatsConfig,
+    /// The bucket for claim-checked payloads.
+    pub claims: jetstream::object_store::ObjectStore,
+    /// Largest payload that travels inline: the configured limit, lowered to what the
+    /// server accepts (minus room for headers).
+    pub inline_limit: usize,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("topology", &self.topology)
+            .finish()
+    }
+}
+
+/// Room left in a message for headers when the payload is sized against the server's
+/// `max_payload`.
+const HEADER_ROOM: usize = 8 << 10;
+
+fn parse_version(v: &str) -> Option<(u64, u64)> {
+    let mut it = v.trim_start_matches('v').split(['.', '-']);
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
+impl Connection {
+    /// Connects to `url` as `name`, checks the server (version, JetStream) and creates
+    /// or updates every stream, consumer and bucket of `cfg`'s pipeline. Safe to call
+    /// from many processes at once.
+    pub async fn open(url: &str, name: &str, cfg: &PipelineConfig) -> Result<Connection> {
+        let client = async_nats::ConnectOptions::new()
+            .name(name)
+            .connect(url)
+            .await
+            .map_err(nats_err(format!("cannot connect to {url}")))?;
+        let info = client.server_info();
+        match parse_version(&info.version) {
+            Some(v) if v >= MIN_SERVER => {}
+            _ => {
+                return Err(Error::Nats(format!(
+                    "nats-server at {url} is version {}; distributed mode needs {}.{} or newer",
+                    info.version, MIN_SERVER.0, MIN_SERVER.1
+                )))
+            }
+        }
+        let no_js = || {
+            Error::Nats(format!(
+                "nats-server {} at {url} has JetStream disabled; start it with `-js` \
+                 (or a `jetstream {{}}` block in its config, see deploy/nats)",
+                info.version
+            ))
+        };
+        if !info.jetstream {
+            return Err(no_js());
+        }
+        // The account must have JetStream too. Read the raw answer: async-nats' typed
+        // account info does not parse what a 2.9 server sends.
+        let answer = client
+            .request("$JS.API.INFO", bytes::Bytes::new())
+            .await
+            .map_err(|e| {
+                Error::Nats(format!(
+                    "{} (no answer to $JS.API.INFO: {e})",
+                    no_js().to_string().trim_start_matches("nats: ")
+                ))
+            })?;
+        let v: serde_json::Value = serde_json::from_slice(&answer.payload)?;
+        if let Some(err) = v.get("error") {
+            return Err(Error::Nats(format!(
+                "{}; the server answered: {err}",
+                no_js().to_string().trim_start_matches("nats: ")
+            )));
+        }
+        let js = jetstream::new(client.clone());
+        let topology = Arc::new(Topology::new(cfg));
+        let nats = cfg.nats.clone();
+        ensure(&js, &topology, &nats).await?;
+        let claims = ensure_claims(&js, &topology, &nats).await?;
+        let inline_limit = nats
+            .max_payload
+            .min(info.max_payload.saturating_sub(HEADER_ROOM).max(1024));
+        Ok(Connection {
+            client,
+            js,
+            topology,
+            nats,
+            claims,
+            inline_limit,
+        })
+    }
+
+    /// The durable pull consumer of edge `i`.
+    pub async fn consumer(&self, i: usize) -> Result<consumer::PullConsumer> {
+        let e = &self.topology.edges[i];
+        let s = self
+            .js
+            .get_stream(&e.stream)
+            .await
+            .map_err(nats_err(format!("stream {}", e.stream)))?;
+        s.get_consumer(&e.to)
+            .await
+            .map_err(nats_err(format!("consumer {} on {}", e.to, e.stream)))
+    }
+
+    /// Messages still in edge `i`'s stream (WorkQueue: not yet acknowledged by its
+    /// consumer) plus those delivered and not acknowledged.
+    pub async fn backlog(&self, i: usize) -> Result<u64> {
+        let e = &self.topology.edges[i];
+        let s = self
+            .js
+            .get_stream(&e.stream)
+            .await
+            .map_err(nats_err(format!("stream {}", e.stream)))?;
+        Ok(s.cached_info().state.messages)
+    }
+
+    /// True when every edge stream is empty: every record submitted so far reached
+    /// the sink's committed output or the dead-letter stream.
+    pub async fn drained(&self) -> Result<bool> {
+        for i in 0..self.topology.edges.len() {
+            if self.backlog(i).await? > 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+fn storage(s: NatsStorage) -> stream::StorageType {
+    match s {
+        NatsStorage::File => stream::StorageType::File,
+        NatsStorage::Memory => stream::StorageType::Memory,
+    }
+}
+
+/// Creates or updates one stream; retried because several processes starting at once
+/// race on the create.
+async fn put_stream(js: &jetstream::Context, config: stream::Config) -> Result<()> {
+    let mut last = None;
+    for attempt in 0..5u64 {
+        match js.create_or_update_stream(config.clone()).await {
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                last = Some(e.to_string());
+                tokio::time::sleep(Duration::from_millis(100 * (attempt + 1))).await;
+            }
+        }
+    }
+    Err(Error::Nats(format!(
+        "cannot create or update stream {}: {}",
+        config.name,
+        last.unwrap_or_default()
+    )))
+}
+
+async fn put_consumer(
+    js: &jetstream::Context,
+    stream_name: &str,
+    config: consumer::pull::Config,
+) -> Result<()> {
+    let name = config.durable_name.clone().unwrap_or_default();
+    let mut last = None;
+    for attempt in 0..5u64 {
+        let s = match js.get_stream(stream_name).await {
+            Ok(s) => s,
+            Err(e) => {
+                last = Some(e.to_string());
+                tokio::time::sleep(Duration::from_millis(100 * (attempt + 1))).await;
+                continue;
+            }
+        };
+        // On 2.9 a durable create with an equal config is a no-op and a changed one
+        // an update, so this is idempotent.
+        match s.create_consumer(config.clone()).await {
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                last = Some(e.to_string());
+                tokio::time::sleep(Duration::from_millis(100 * (attempt + 1))).await;
+            }
+        }
+    }
+    Err(Error::Nats(format!(
+        "cannot create or update consumer {name} on {stream_name}: {}",
+        last.unwrap_or_default()
+    )))
+}
+
+/// Streams and consumers of the pipeline, created or brought to the file's settings.
+async fn ensure(js: &jetstream::Context, t: &Topology, n: &NatsConfig) -> Result<()> {
+    let max_msg = i32::try_from(n.max_payload + HEADER_ROOM).unwrap_or(i32::MAX);
+    for e in &t.edges {
+        put_stream(
+            js,
+            stream::Config {
+                name: e.stream.clone(),
+                subjects: vec![e.subject.clone()],
+                retention: stream::RetentionPolicy::WorkQueue,
+                storage: storage(n.storage),
+                num_replicas: n.replicas,
+                max_message_size: max_msg,
+                duplicate_window: Duration::from_secs(n.duplicate_window_s),
+                description: Some(format!("capstream edge {} -> {}", e.from, e.to)),
+                ..Default::default()
+            },
+        )
+        .await?;
+        put_consumer(
+            js,
+            &e.stream,
+            consumer::pull::Config {
+                durable_name: Some(e.to.clone()),
+                description: Some(format!("capstream {} workers", e.to)),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: Duration::from_millis(n.ack_wait_ms),
+                max_deliver: n.max_deliver,
+                max_ack_pending: n.max_ack_pending,
+                filter_subject: e.subject.clone(),
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
+    put_stream(
+        js,
+        stream::Config {
+            name: t.dead_letter_stream.clone(),
+            subjects: t.dead_letter_subjects(),
+            retention: stream::RetentionPolicy::Limits,
+            storage: storage(n.storage),
+            num_replicas: n.replicas,
+            duplicate_window: Duration::from_secs(n.duplicate_window_s),
+            description: Some("capstream dead letters".into()),
+            ..Default::default()
+        },
+    )
+    .await?;
+    put_stream(
+        js,
+        stream::Config {
+            name: t.advisory_stream.clone(),
+            subjects: t.edges.iter().map(|e| e.advisory_subject.clone()).collect(),
+            retention: stream::RetentionPolicy::WorkQueue,
+            storage: storage(n.storage),
+            num_replicas: n.replicas,
+            description: Some("capstream max-deliveries advisories".into()),
+            ..Default::default()
+        },
+    )
+    .await?;
+    for e in &t.edges {
+        put_consumer(
+            js,
+            &t.advisory_stream,
+            consumer::pull::Config {
+                durable_name: Some(dead_letter_consumer(&e.to)),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: Duration::from_millis(n.ack_wait_ms),
+                filter_subject: e.advisory_subject.clone(),
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The advisory consumer a stage's workers share to dead-letter its exhausted messages.
+pub fn dead_letter_consumer(to: &str) -> String {
+    format!("dlq_{to}")
+}
+
+async fn ensure_claims(
+    js: &jetstream::Context,
+    t: &Topology,
+    n: &NatsConfig,
+) -> Result<jetstream::object_store::ObjectStore> {
+    if let Ok(s) = js.get_object_store(&t.claims_bucket).await {
+        return Ok(s);
+    }
+    match js
+        .create_object_store(jetstream::object_store::Config {
+            bucket: t.claims_bucket.clone(),
+            description: Some("capstream claim-checked batches".into()),
+            storage: storage(n.storage),
+            num_replicas: n.replicas,
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(s) => Ok(s),
+        // Another process created it meanwhile.
+        Err(first) => js.get_object_store(&t.claims_bucket).await.map_err(|_| {
+            Error::Nats(format!(
+                "cannot create object store {}: {first}",
+                t.claims_bucket
+            ))
+        }),
+    }
+}
+
+/// What a worker needs to build its stage: the same context the embedded runtime
+/// builds in `Plan::open` (base folder, model overrides, the caption model's image
+/// size for `decode_image`).
+pub fn build_context(plan: &Plan) -> Result<BuildContext> {
+    let mut cx = BuildContext {
+        base_dir: plan
+            .config
+            .path
+            .parent()
+            .map(|p| p.to_path_buf())
+            .unwrap_or_default(),
+        model_override: plan.model_override.clone(),
+        audio_model_override: plan.audio_model_override.clone(),
+        model_image_size: None,
+    };
+    if let Some(dir) = plan.config.stages.iter().find_map(|s| s.model_dir(&cx)) {
+        let cfg = crate::models::blip::Config::from_file(&dir?.join("config.json"))?;
+        cx.model_image_size = Some(cfg.vision_config.image_size as u32);
+    }
+    Ok(cx)
+}
+
+/// A short revision of a stage's settings and model folder: part of every output
+/// message id, so that output of a changed stage is never dropped as a duplicate of
+/// the old one's.
+pub fn stage_revision(stage: &StageConfig, cx: &BuildContext) -> String {
+    let mut h = Sha256::new();
+    h.update(format!("{stage:?}").as_bytes());
+    if let Some(Ok(dir)) = stage.model_dir(cx) {
+        h.update(dir.display().to_string().as_bytes());
+    }
+    if let Some(a) = &cx.audio_model_override {
+        h.update(a.display().to_string().as_bytes());
+    }
+    hex::encode(&h.finalize()[..6])
+}
+
+/// The record ids of a batch, in row order.
+pub fn record_ids(batch: &RecordBatch) -> Result<Vec<String>> {
+    let ids = crate::schema::column::<StringArray>(batch, columns::ID)?;
+    Ok((0..ids.len()).map(|i| ids.value(i).to_string()).collect())
+}
+
+/// The `Nats-Msg-Id` of a batch produced by `stage` at `revision`: a digest of its
+/// record ids, so that every redelivery of the same input republishes the same id.
+pub fn message_id(stage: &str, revision: &str, ids: &[String]) -> String {
+    let mut h = Sha256::new();
+    for id in ids {
+        h.update(id.as_bytes());
+        h.update([0]);
+    }
+    format!("{stage}:{revision}:{}", hex::encode(&h.finalize()[..16]))
+}
+
+/// `input`'s records as rows of `schema` that failed with `kind`: envelope columns
+/// carried over, every column the stage would have added null, `status = "error"`.
+/// `message(id)` names the record and the reason.
+pub fn error_rows(
+    input: &RecordBatch,
+    schema: &SchemaRef,
+    kind: ErrorKind,
+    message: impl Fn(&str) -> String,
+) -> Result<RecordBatch> {
+    let n = input.num_rows();
+    let ids = crate::schema::column::<StringArray>(input, columns::ID)?;
+    let status: ArrayRef = Arc::new(StringArray::from(vec![Status::Error.as_str(); n]));
+    let kinds: ArrayRef = Arc::new(StringArray::from(vec![kind.as_str(); n]));
+    let messages: ArrayRef = Arc::new(StringArray::from(
+        (0..n).map(|i| message(ids.value(i))).collect::<Vec<_>>(),
+    ));
+    let mut arrays = Vec::with_capacity(schema.fields().len());
+    for f in schema.fields() {
+        let a = match f.name().as_str() {
+            columns::STATUS => status.clone(),
+            columns::ERROR_KIND => kinds.clone(),
+            columns::ERROR => messages.clone(),
+            name => match input.column_by_name(name) {
+                Some(c) if c.data_type() == f.data_type() => c.clone(),
+                _ => new_null_array(f.data_type(), n),
+            },
+        };
+        arrays.push(a);
+    }
+    Ok(RecordBatch::try_new(schema.clone(), arrays)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const P: &str = r#"
+name = "My pipe"
+mode = "nats"
+[source]
+type = "files"
+[[stage]]
+type = "decode_image"
+[sink]
+type = "parquet"
+"#;
+
+    #[test]
+    fn names_are_stable_and_legal() {
+        let cfg = PipelineConfig::parse(P, Path::new("p.toml")).unwrap();
+        let t = Topology::new(&cfg);
+        assert_eq!(t.edges.len(), 2);
+        assert_eq!(t.edges[0].stream, "CAPSTREAM_MY_PIPE_00_DECODE_IMAGE");
+        assert_eq!(t.edges[0].subject, "capstream.my_pipe.00.decode_image");
+        assert_eq!(t.edges[1].to, SINK);
+        assert_eq!(t.edges[1].from, "decode_image");
+        assert_eq!(
+            t.edges[1].advisory_subject,
+            "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.CAPSTREAM_MY_PIPE_01_SINK.sink"
+        );
+        assert_eq!(t.claims_bucket, "CAPSTREAM_MY_PIPE_CLAIMS");
+    }
+
+    #[test]
+    fn message_ids_depend_on_ids_stage_and_revision() {
+        let ids = vec!["a".to_string(), "b".to_string()];
+        let m = message_id("caption", "r1", &ids);
+        assert_eq!(m, message_id("caption", "r1", &ids));
+        assert_ne!(m, message_id("caption", "r2", &ids));
+        assert_ne!(m, message_id("score", "r1", &ids));
+        assert_ne!(m, message_id("caption", "r1", &ids[..1]));
+        assert!(m.starts_with("caption:r1:"));
+    }
+
+    #[test]
+    fn versions_parse() {
+        assert_eq!(parse_version("2.9.10"), Some((2, 9)));
+        assert_eq!(parse_version("v2.10.1-beta"), Some((2, 10)));
+        assert!(parse_version("x").is_none());
+        assert!((2, 8) < MIN_SERVER && (2, 10) >= MIN_SERVER);
+    }
+
+    #[test]
+    fn error_rows_keep_the_envelope_and_null_the_rest() {
+        let mut b = crate::schema::EnvelopeBuilder::new();
+        b.push("r1", Some("a.png"), None, None, Ok(b"xx"));
+        let input = b.finish().unwrap();
+        let schema = crate::schema::Edge::Captioned.schema();
+        let out = error_rows(&input, &schema, ErrorKind::Internal, |id| {
+            format!("record {id}: boom")
+        })
+        .unwrap();
+        assert_eq!(out.schema(), schema);
+        let st = crate::schema::column::<StringArray>(&out, columns::STATUS).unwrap();
+        assert_eq!(st.value(0), "error");
+        let e = crate::schema::column::<StringArray>(&out, columns::ERROR).unwrap();
+        assert_eq!(e.value(0), "record r1: boom");
+        let uri = crate::schema::column::<StringArray>(&out, columns::URI).unwrap();
+        assert_eq!(uri.value(0), "a.png");
+        assert!(out.column_by_name(columns::CAPTION).unwrap().is_null(0));
+    }
+}

@@ -1,0 +1,511 @@
+//! Distributed mode under faults, each role a separate process against a real
+//! nats-server: a caption worker killed mid-run, a poison record, a sink restarted
+//! mid-run. Every id must end in the output exactly once.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{new_null_array, ArrayRef, BinaryArray, RecordBatch, StringArray, UInt32Array};
+
+use capstream::config::PipelineConfig;
+use capstream::schema::{references_type, Edge};
+use capstream::transport::codec::{encode, Outgoing};
+use capstream::transport::{headers, Connection};
+
+use crate::nats_util::{committed, runtime, wait_rows, NatsServer, Proc};
+use crate::util::{free_port, http_get, repo, wait_for, write_images};
+
+/// decode → caption (tiny_b) with fast redelivery settings.
+fn pipeline_text(extra_nats: &str) -> String {
+    pipeline_with(2000, 3, extra_nats)
+}
+
+fn pipeline_with(ack_wait_ms: u64, max_deliver: u32, extra_nats: &str) -> String {
+    let model = repo().join("tests/fixtures/blip/tiny_b");
+    format!(
+        r#"
+name = "faults"
+mode = "nats"
+[batch]
+max_rows = 4
+max_delay_ms = 20
+[nats]
+ack_wait_ms = {ack_wait_ms}
+max_deliver = {max_deliver}
+nak_delay_ms = 200
+commit_interval_ms = 200
+idle_wait_ms = 300
+{extra_nats}
+[source]
+type = "files"
+[[stage]]
+type = "decode_image"
+[[stage]]
+type = "caption"
+model = "{}"
+device = "cpu"
+threads = 1
+max_new_tokens = 6
+[stage.batch]
+max_rows = 2
+max_delay_ms = 20
+[sink]
+type = "parquet"
+"#,
+        model.display()
+    )
+}
+
+fn worker(name: &str, stage: &str, p: &Path, url: &str, logs: &Path, metrics: Option<u16>) -> Proc {
+    let mut args = vec![
+        "worker".to_string(),
+        "--stage".into(),
+        stage.into(),
+        "--pipeline".into(),
+        p.display().to_string(),
+        "--nats".into(),
+        url.into(),
+    ];
+    if let Some(port) = metrics {
+        args.extend(["--metrics-addr".into(), format!("127.0.0.1:{port}")]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Proc::spawn(name, &args, logs)
+}
+
+fn sink(name: &str, p: &Path, url: &str, out: &Path, logs: &Path) -> Proc {
+    Proc::spawn(
+        name,
+        &[
+            "sink",
+            "--pipeline",
+            p.to_str().unwrap(),
+            "--nats",
+            url,
+            "--output",
+            out.to_str().unwrap(),
+        ],
+        logs,
+    )
+}
+
+fn submit(p: &Path, url: &str, input: &Path, logs: &Path) -> Proc {
+    Proc::spawn(
+        "submit",
+        &[
+            "submit",
+            "--pipeline",
+            p.to_str().unwrap(),
+            "--nats",
+            url,
+            "--input",
+            input.to_str().unwrap(),
+        ],
+        logs,
+    )
+}
+
+/// Each id's number of rows.
+fn counts(ids: &[String]) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for id in ids {
+        *m.entry(id.clone()).or_insert(0) += 1;
+    }
+    m
+}
+
+fn logs_of(procs: &[&Proc]) -> String {
+    procs
+        .iter()
+        .map(|p| format!("--- {} ---\n{}", p.name, p.log()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn killing_one_of_two_caption_workers_loses_and_duplicates_nothing() {
+    let server = NatsServer::start(true);
+    let url = server.url();
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path();
+    let input = dir.path().join("in");
+    let n = 40;
+    write_images(&input, n, 40, 30);
+    let p = crate::util::pipeline(dir.path(), &pipeline_text(""));
+    let out = dir.path().join("out");
+
+    let mut decode = worker("decode", "decode_image", &p, &url, logs, None);
+    let mut victim = worker("caption-1", "caption", &p, &url, logs, None);
+    let port = free_port();
+    let mut survivor = worker("caption-2", "caption", &p, &url, logs, Some(port));
+    let mut sink = sink("sink", &p, &url, &out, logs);
+    let mut sub = submit(&p, &url, &input, logs);
+    assert!(
+        wait_rows(&out, 4, 60),
+        "no progress\n{}",
+        logs_of(&[&decode, &victim, &survivor, &sink, &sub])
+    );
+    // Both workers are busy (the stream holds the rest): the victim dies with a batch
+    // in hand, which the server redelivers to the survivor after the ack wait.
+    victim.kill();
+    assert!(
+        wait_rows(&out, n, 60),
+        "{} of {n} rows\n{}",
+        committed(&out).len(),
+        logs_of(&[&decode, &victim, &survivor, &sink, &sub])
+    );
+    assert!(sub.child.wait().unwrap().success(), "{}", sub.log());
+    // Let any late duplicate arrive before judging.
+    std::thread::sleep(Duration::from_millis(800));
+    let ids = committed(&out);
+    let c = counts(&ids);
+    assert_eq!(c.len(), n, "every id is in the output");
+    assert!(c.values().all(|&k| k == 1), "an id twice: {c:?}");
+    let metrics = http_get(port, "/metrics");
+    assert!(
+        metrics.contains(
+            "capstream_nats_consumer_ack_pending_messages{pipeline=\"faults\",stage=\"caption\"}"
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains("capstream_nats_publish_duration_seconds_bucket"));
+    // SIGTERM drains and exits cleanly.
+    for p in [&mut decode, &mut survivor, &mut sink] {
+        assert!(p.terminate(30), "{} did not drain\n{}", p.name, p.log());
+    }
+}
+
+/// A `decoded` batch whose pixels are not at the model's size: the caption stage
+/// refuses it every time.
+fn poison_batch() -> RecordBatch {
+    let schema = Edge::Decoded.schema();
+    let cols: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|f| -> ArrayRef {
+            match f.name().as_str() {
+                "id" => Arc::new(StringArray::from(vec!["poison-record"])),
+                "uri" => Arc::new(StringArray::from(vec!["poison.png"])),
+                "status" => Arc::new(StringArray::from(vec!["ok"])),
+                "width" | "height" | "pixels_width" | "pixels_height" => {
+                    Arc::new(UInt32Array::from(vec![7u32]))
+                }
+                "pixels" => Arc::new(BinaryArray::from(vec![&[0u8; 7 * 7 * 3][..]])),
+                "references" => new_null_array(&references_type(), 1),
+                _ => new_null_array(f.data_type(), 1),
+            }
+        })
+        .collect();
+    RecordBatch::try_new(schema, cols).unwrap()
+}
+
+#[test]
+fn a_poison_record_is_dead_lettered_and_becomes_an_error_row() {
+    let server = NatsServer::start(true);
+    let url = server.url();
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path();
+    let input = dir.path().join("in");
+    let n = 6;
+    write_images(&input, n, 40, 30);
+    let p = crate::util::pipeline(dir.path(), &pipeline_text(""));
+    let out = dir.path().join("out");
+    let cfg = PipelineConfig::load(&p).unwrap();
+
+    // The poison goes straight onto the caption stage's stream, as a broken upstream
+    // worker would publish it.
+    let rt = runtime();
+    let conn = rt.block_on(Connection::open(&url, "test", &cfg)).unwrap();
+    let edge = conn.topology.edges[1].clone();
+    rt.block_on(async {
+        let b = poison_batch();
+        let o = Outgoing {
+            subject: &edge.subject,
+            stage: "decode_image",
+            edge: &edge.label(),
+            message_id: "poison",
+            extra: vec![],
+        };
+        conn.send(&o, 1, encode(&b).unwrap())
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+    });
+
+    let mut decode = worker("decode", "decode_image", &p, &url, logs, None);
+    let port = free_port();
+    let mut caption = worker("caption", "caption", &p, &url, logs, Some(port));
+    let mut sink = sink("sink", &p, &url, &out, logs);
+    let mut sub = submit(&p, &url, &input, logs);
+    assert!(
+        wait_rows(&out, n + 1, 60),
+        "{} rows\n{}",
+        committed(&out).len(),
+        logs_of(&[&decode, &caption, &sink, &sub])
+    );
+    assert!(sub.child.wait().unwrap().success());
+
+    let batches = crate::util::read_output(&out);
+    let mut poison = None;
+    let mut ok = 0;
+    for b in &batches {
+        let ids = crate::util::strings(b, "id");
+        let st = crate::util::strings(b, "status");
+        let kind = crate::util::strings(b, "error_kind");
+        let err = crate::util::strings(b, "error");
+        for i in 0..b.num_rows() {
+            if ids[i].as_deref() == Some("poison-record") {
+                poison = Some((st[i].clone(), kind[i].clone(), err[i].clone()));
+            } else {
+                assert_eq!(st[i].as_deref(), Some("ok"));
+                ok += 1;
+            }
+        }
+    }
+    assert_eq!(ok, n, "the rest of the stream completed");
+    let (st, kind, err) = poison.expect("the poison record has a row");
+    assert_eq!(st.as_deref(), Some("error"));
+    assert_eq!(kind.as_deref(), Some("internal"));
+    let err = err.unwrap();
+    assert!(
+        err.contains("poison-record") && err.contains("3 deliveries"),
+        "{err}"
+    );
+    assert!(
+        err.contains("dead-lettered") && err.contains("needs 48px"),
+        "{err}"
+    );
+
+    // The dead-letter stream holds the original message with reason and count.
+    let dlq = rt.block_on(async {
+        let s = conn
+            .js
+            .get_stream(&conn.topology.dead_letter_stream)
+            .await
+            .unwrap();
+        assert_eq!(s.cached_info().state.messages, 1);
+        s.get_raw_message(s.cached_info().state.first_sequence)
+            .await
+            .unwrap()
+    });
+    assert_eq!(dlq.subject.as_str(), edge.dead_letter_subject);
+    let h = |k: &str| dlq.headers.get(k).map(|v| v.as_str().to_string());
+    assert_eq!(h(headers::DELIVERIES).as_deref(), Some("3"));
+    assert!(h(headers::DEAD_REASON).unwrap().starts_with("stage_error"));
+    assert_eq!(h(headers::RECORD_IDS).as_deref(), Some("poison-record"));
+    assert_eq!(
+        capstream::transport::codec::decode(&dlq.payload).unwrap(),
+        poison_batch(),
+        "the dead letter keeps the original bytes"
+    );
+    let metrics = http_get(port, "/metrics");
+    assert!(
+        metrics.contains(
+            "capstream_nats_dead_lettered_total{pipeline=\"faults\",reason=\"stage_error\",stage=\"caption\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        rt.block_on(conn.drained()).unwrap(),
+        "no message is left behind in any stream"
+    );
+    for p in [&mut decode, &mut caption, &mut sink] {
+        assert!(p.terminate(30), "{} did not drain\n{}", p.name, p.log());
+    }
+}
+
+#[test]
+fn restarting_the_sink_mid_run_loses_and_duplicates_nothing() {
+    let server = NatsServer::start(true);
+    let url = server.url();
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path();
+    let input = dir.path().join("in");
+    let n = 150;
+    write_images(&input, n, 24, 16);
+    // No model stage: records flow fast, so the sink is killed with committed parts
+    // behind it and unacknowledged rows in hand.
+    let p = crate::util::pipeline(
+        dir.path(),
+        r#"
+name = "sinkrestart"
+mode = "nats"
+[batch]
+max_rows = 8
+max_delay_ms = 10
+[nats]
+ack_wait_ms = 1500
+commit_interval_ms = 150
+idle_wait_ms = 300
+max_backlog = 40
+[source]
+type = "files"
+[[stage]]
+type = "decode_image"
+image_size = 16
+[sink]
+type = "parquet"
+max_file_rows = 25
+"#,
+    );
+    let out = dir.path().join("out");
+    let mut decode = worker("decode", "decode_image", &p, &url, logs, None);
+    let mut first = sink("sink-1", &p, &url, &out, logs);
+    let mut sub = submit(&p, &url, &input, logs);
+    assert!(
+        wait_rows(&out, 30, 60),
+        "{}",
+        logs_of(&[&decode, &first, &sub])
+    );
+    first.kill();
+    let partial = committed(&out).len();
+    assert!(
+        partial < n,
+        "the sink was killed before the end ({partial} rows)"
+    );
+    let mut second = sink("sink-2", &p, &url, &out, logs);
+    assert!(
+        wait_rows(&out, n, 60),
+        "{} of {n}\n{}",
+        committed(&out).len(),
+        logs_of(&[&decode, &first, &second, &sub])
+    );
+    assert!(sub.child.wait().unwrap().success());
+    std::thread::sleep(Duration::from_millis(800));
+    let c = counts(&committed(&out));
+    assert_eq!(c.len(), n);
+    assert!(c.values().all(|&k| k == 1), "an id twice");
+    assert!(
+        wait_for(5, || !out.read_dir().unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".tmp"))),
+        "no temp file left"
+    );
+    for p in [&mut decode, &mut second] {
+        assert!(p.terminate(30), "{} did not drain\n{}", p.name, p.log());
+    }
+}
+
+/// A `decoded` batch at the model's size (48 px): the caption stage would accept it.
+fn decoded_batch(id: &str) -> RecordBatch {
+    let b = poison_batch();
+    let schema = b.schema();
+    let cols: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .zip(b.columns())
+        .map(|(f, c)| -> ArrayRef {
+            match f.name().as_str() {
+                "id" => Arc::new(StringArray::from(vec![id])),
+                "width" | "height" | "pixels_width" | "pixels_height" => {
+                    Arc::new(UInt32Array::from(vec![48u32]))
+                }
+                "pixels" => Arc::new(BinaryArray::from(vec![&[90u8; 48 * 48 * 3][..]])),
+                _ => c.clone(),
+            }
+        })
+        .collect();
+    RecordBatch::try_new(schema, cols).unwrap()
+}
+
+#[test]
+fn deliveries_that_run_out_without_an_outcome_are_dead_lettered() {
+    use futures_util::StreamExt;
+    let server = NatsServer::start(true);
+    let url = server.url();
+    let dir = tempfile::tempdir().unwrap();
+    let p = crate::util::pipeline(dir.path(), &pipeline_with(500, 2, ""));
+    let cfg = PipelineConfig::load(&p).unwrap();
+    let rt = runtime();
+    let conn = rt.block_on(Connection::open(&url, "test", &cfg)).unwrap();
+    let edge = conn.topology.edges[1].clone();
+    rt.block_on(async {
+        let o = Outgoing {
+            subject: &edge.subject,
+            stage: "decode_image",
+            edge: &edge.label(),
+            message_id: "stuck",
+            extra: vec![],
+        };
+        let b = decoded_batch("stuck-record");
+        conn.send(&o, 1, encode(&b).unwrap())
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+        // Two workers take it and die without a word: no ack, no nak.
+        let consumer = conn.consumer(1).await.unwrap();
+        for _ in 0..2 {
+            let mut got = 0;
+            let mut batch = consumer
+                .batch()
+                .max_messages(1)
+                .expires(Duration::from_secs(3))
+                .messages()
+                .await
+                .unwrap();
+            while let Some(m) = batch.next().await {
+                m.unwrap();
+                got += 1;
+            }
+            assert_eq!(got, 1);
+            tokio::time::sleep(Duration::from_millis(700)).await;
+        }
+    });
+    // The next worker's pull makes the server give up on it and publish the advisory,
+    // which the worker's dead-letter loop handles.
+    let mut caption = worker("caption", "caption", &p, &url, dir.path(), None);
+    let dlq_name = conn.topology.dead_letter_stream.clone();
+    let got = wait_for(30, || {
+        rt.block_on(async {
+            let s = conn.js.get_stream(&dlq_name).await.unwrap();
+            s.cached_info().state.messages == 1
+        })
+    });
+    assert!(got, "no dead letter\n{}", caption.log());
+    rt.block_on(async {
+        let s = conn.js.get_stream(&dlq_name).await.unwrap();
+        let m = s
+            .get_raw_message(s.cached_info().state.first_sequence)
+            .await
+            .unwrap();
+        let reason = m
+            .headers
+            .get(headers::DEAD_REASON)
+            .unwrap()
+            .as_str()
+            .to_string();
+        assert!(reason.starts_with("max_deliver"), "{reason}");
+        assert_eq!(m.headers.get(headers::DELIVERIES).unwrap().as_str(), "2");
+        // Its record went on as an error row (no sink runs: it waits in the sink's
+        // stream), and the exhausted message left the caption stream.
+        let sink_edge = conn.topology.edges[2].clone();
+        let s = conn.js.get_stream(&sink_edge.stream).await.unwrap();
+        assert_eq!(s.cached_info().state.messages, 1);
+        let row = s
+            .get_raw_message(s.cached_info().state.first_sequence)
+            .await
+            .unwrap();
+        let b = capstream::transport::codec::decode(&row.payload).unwrap();
+        assert_eq!(
+            crate::util::strings(&b, "id"),
+            vec![Some("stuck-record".to_string())]
+        );
+        assert_eq!(
+            crate::util::strings(&b, "status"),
+            vec![Some("error".to_string())]
+        );
+        let err = crate::util::strings(&b, "error")[0].clone().unwrap();
+        assert!(err.contains("2 deliveries"), "{err}");
+        let s = conn.js.get_stream(&edge.stream).await.unwrap();
+        assert_eq!(s.cached_info().state.messages, 0);
+    });
+    assert!(caption.terminate(30), "{}", caption.log());
+}
