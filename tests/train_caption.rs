@@ -50,8 +50,6 @@ fn train(data: &Path, out: &Path, extra: &[&str]) {
         data.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
-        "--batch-size",
-        "8",
         "--lr",
         "3e-3",
         "--warmup-steps",
@@ -67,6 +65,9 @@ fn train(data: &Path, out: &Path, extra: &[&str]) {
     ];
     if !extra.contains(&"--resume") {
         args.extend(["--config", config.to_str().unwrap()]);
+    }
+    if !extra.contains(&"--batch-size") {
+        args.extend(["--batch-size", "8"]);
     }
     args.extend_from_slice(extra);
     let res = capstream(&args);
@@ -339,4 +340,80 @@ fn fine_tuning_a_checkpoint_with_a_prompt() {
     );
     let start = events(&log, "start")[0];
     assert_eq!(start["options"]["prompt"], "a picture of ");
+}
+
+fn weights(dir: &Path) -> Vec<(String, tch::Tensor)> {
+    let mut w = tch::Tensor::read_safetensors(dir.join("model.safetensors")).unwrap();
+    w.sort_by(|a, b| a.0.cmp(&b.0));
+    w
+}
+
+/// Accumulating two batches of 4 gives the step of one batch of 8: micro-batches weigh
+/// by their target tokens, so the gradient is the whole step's mean. And a seed fixes
+/// the weights across processes.
+#[test]
+fn gradient_accumulation_equals_the_larger_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(dir.path());
+    let (big, acc) = (dir.path().join("big"), dir.path().join("acc"));
+    train(&data, &big, &["--epochs", "1", "--batch-size", "8"]);
+    train(
+        &data,
+        &acc,
+        &["--epochs", "1", "--batch-size", "4", "--grad-accum", "2"],
+    );
+    let steps = |d: &Path| -> Vec<f64> {
+        events(&log(d), "step")
+            .iter()
+            .map(|s| s["loss"].as_f64().unwrap())
+            .collect()
+    };
+    // The same seed in another process draws the same weights and order.
+    let again = dir.path().join("again");
+    train(&data, &again, &["--epochs", "1", "--batch-size", "8"]);
+    assert_eq!(
+        bytes(big.join("model.safetensors")),
+        bytes(again.join("model.safetensors"))
+    );
+    let (a, b) = (steps(&big), steps(&acc));
+    assert_eq!(a.len(), 5);
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() < 1e-4, "step losses {a:?} vs {b:?}");
+    }
+    for ((n, x), (_, y)) in weights(&big).iter().zip(weights(&acc).iter()) {
+        let diff = (x - y).abs().max().double_value(&[]);
+        assert!(diff < 1e-4, "{n}: max difference {diff}");
+    }
+}
+
+/// `--bf16`: bf16 parameters with f32 masters still learn, and checkpoints hold the
+/// f32 masters, which `capstream caption` and transformers load.
+#[test]
+fn bf16_mixed_precision_learns_and_saves_f32() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(dir.path());
+    let out = dir.path().join("bf16");
+    train(&data, &out, &["--epochs", "4", "--bf16"]);
+    let log = log(&out);
+    let epochs = events(&log, "epoch");
+    let (first, last) = (
+        epochs[0]["train_loss"].as_f64().unwrap(),
+        epochs[3]["train_loss"].as_f64().unwrap(),
+    );
+    assert!(last < first - 0.5, "train loss {first} -> {last}");
+    for (n, t) in weights(&out) {
+        assert_eq!(t.kind(), tch::Kind::Float, "{n}");
+    }
+    let opt = tch::Tensor::read_safetensors(out.join("checkpoint-epoch-4/optimizer.safetensors"))
+        .unwrap();
+    assert!(opt.iter().any(|(n, _)| n.starts_with("master.")));
+    // A resumed bf16 run ends where the uninterrupted one does (masters restored).
+    let resumed = dir.path().join("resumed");
+    let ckpt = out.join("checkpoint-epoch-3");
+    train(&data, &resumed, &["--resume", ckpt.to_str().unwrap()]);
+    assert_eq!(
+        bytes(out.join("model.safetensors")),
+        bytes(resumed.join("model.safetensors"))
+    );
 }

@@ -95,6 +95,10 @@ pub struct CaptionArgs {
     /// Validation images captioned for the metrics each epoch (0 = all).
     #[arg(long, default_value_t = 256)]
     val_caption_images: usize,
+    /// Mixed precision: bf16 parameters and activations, f32 master weights, AdamW
+    /// moments, softmax and loss (for CUDA; runs on CPU too). Checkpoints hold f32.
+    #[arg(long)]
+    bf16: bool,
     /// Continue from a checkpoint-epoch-N folder (model, optimizer state, options).
     #[arg(long)]
     resume: Option<PathBuf>,
@@ -241,6 +245,7 @@ fn caption(args: CaptionArgs) -> Result<ExitCode> {
         seed: args.seed,
         val_fraction: args.val_fraction,
         val_caption_images: args.val_caption_images,
+        bf16: args.bf16,
         ..Default::default()
     };
     eprintln!(

@@ -42,6 +42,10 @@ impl Default for AdamConfig {
 pub struct AdamW {
     cfg: AdamConfig,
     params: Vec<(String, Tensor)>,
+    /// f32 copies of parameters held in a half type (mixed precision): the update is
+    /// computed and kept in f32 and rounded into the parameter after each step, so
+    /// small updates are not lost to bf16's 8-bit mantissa.
+    master: Vec<Option<Tensor>>,
     m: Vec<Tensor>,
     v: Vec<Tensor>,
     step: i64,
@@ -49,16 +53,42 @@ pub struct AdamW {
 
 impl AdamW {
     /// An optimizer for `params` (shallow handles to trainable variables).
+    /// Parameters in f16/bf16 get an f32 master copy and f32 moments.
     pub fn new(params: Vec<(String, Tensor)>, cfg: AdamConfig) -> Self {
-        let m = params.iter().map(|(_, p)| p.zeros_like()).collect();
-        let v = params.iter().map(|(_, p)| p.zeros_like()).collect();
+        let _guard = tch::no_grad_guard();
+        let master: Vec<Option<Tensor>> = params
+            .iter()
+            .map(|(_, p)| {
+                (p.kind() != Kind::Float && p.kind() != Kind::Double)
+                    .then(|| p.detach().to_kind(Kind::Float))
+            })
+            .collect();
+        let full = |i: usize| master[i].as_ref().unwrap_or(&params[i].1).zeros_like();
+        let m = (0..params.len()).map(full).collect();
+        let v = (0..params.len()).map(full).collect();
         AdamW {
             cfg,
             params,
+            master,
             m,
             v,
             step: 0,
         }
+    }
+
+    /// The parameters at full precision (the f32 master copies where there are some),
+    /// by name: what a checkpoint should hold.
+    pub fn full_precision(&self) -> Vec<(String, Tensor)> {
+        self.params
+            .iter()
+            .zip(&self.master)
+            .map(|((name, p), m)| {
+                (
+                    name.clone(),
+                    m.as_ref().unwrap_or(p).detach().shallow_clone(),
+                )
+            })
+            .collect()
     }
 
     /// Optimizer steps taken.
@@ -108,12 +138,15 @@ impl AdamW {
         let t = self.step as i32;
         let bias1 = 1.0 - c.beta1.powi(t);
         let bias2 = 1.0 - c.beta2.powi(t);
-        for (i, (_, p)) in self.params.iter().enumerate() {
-            let g = p.grad();
+        for (i, (_, param)) in self.params.iter().enumerate() {
+            let g = param.grad();
             if !g.defined() {
                 continue;
             }
-            let mut p = p.shallow_clone();
+            let (mut p, g) = match &self.master[i] {
+                Some(master) => (master.shallow_clone(), g.to_kind(Kind::Float)),
+                None => (param.shallow_clone(), g),
+            };
             let m = &mut self.m[i];
             let v = &mut self.v[i];
             let _ = m.g_mul_scalar_(c.beta1);
@@ -126,15 +159,22 @@ impl AdamW {
             let denom = (&*v / bias2).sqrt() + c.eps;
             let update = (&*m / bias1) / denom * lr;
             let _ = p.g_sub_(&update);
+            if self.master[i].is_some() {
+                param.shallow_clone().copy_(&p);
+            }
         }
     }
 
-    /// The state as named tensors: `step`, `m.<param>`, `v.<param>`.
+    /// The state as named tensors: `step`, `m.<param>`, `v.<param>`, and
+    /// `master.<param>` for parameters with an f32 master copy.
     pub fn state(&self) -> Vec<(String, Tensor)> {
         let mut out = vec![("step".to_string(), Tensor::from_slice(&[self.step]))];
         for (i, (name, _)) in self.params.iter().enumerate() {
             out.push((format!("m.{name}"), self.m[i].shallow_clone()));
             out.push((format!("v.{name}"), self.v[i].shallow_clone()));
+            if let Some(master) = &self.master[i] {
+                out.push((format!("master.{name}"), master.shallow_clone()));
+            }
         }
         out
     }
@@ -154,7 +194,14 @@ impl AdamW {
         self.step = step.int64_value(&[0]);
         let _guard = tch::no_grad_guard();
         for (i, (name, p)) in self.params.iter().enumerate() {
-            for (prefix, slot) in [("m", &mut self.m[i]), ("v", &mut self.v[i])] {
+            let mut slots = vec![
+                ("m", self.m[i].shallow_clone()),
+                ("v", self.v[i].shallow_clone()),
+            ];
+            if let Some(master) = &self.master[i] {
+                slots.push(("master", master.shallow_clone()));
+            }
+            for (prefix, mut slot) in slots {
                 let key = format!("{prefix}.{name}");
                 let t = tensors
                     .get(&key)
@@ -167,6 +214,9 @@ impl AdamW {
                     )));
                 }
                 slot.f_copy_(&t.to_kind(slot.kind()))?;
+                if prefix == "master" {
+                    p.shallow_clone().f_copy_(&t.to_kind(p.kind()))?;
+                }
             }
         }
         Ok(())
@@ -201,5 +251,25 @@ mod tests {
         assert!(close(&adam, [0.800_412_24, -1.800_166_5]), "{adam:?}");
         let adamw = two_steps(0.5);
         assert!(close(&adamw, [0.708_248_44, -1.610_412_1]), "{adamw:?}");
+    }
+
+    /// A bf16 parameter keeps an f32 master copy: updates far below bf16's spacing (2.0
+    /// at 256) still accumulate, and the state carries the master for `--resume`.
+    #[test]
+    fn half_parameters_step_through_an_f32_master() {
+        let x = Tensor::from_slice(&[256.0f32])
+            .to_kind(Kind::BFloat16)
+            .set_requires_grad(true);
+        let mut opt = AdamW::new(vec![("x".into(), x.shallow_clone())], AdamConfig::default());
+        for _ in 0..10 {
+            opt.zero_grad();
+            (&x * &x).sum(Kind::Float).backward();
+            opt.step(0.01);
+        }
+        let master = opt.full_precision()[0].1.double_value(&[0]);
+        assert!((master - 255.9).abs() < 1e-3, "{master}");
+        assert_eq!(x.kind(), Kind::BFloat16);
+        assert_eq!(x.double_value(&[0]), 256.0);
+        assert!(opt.state().iter().any(|(n, _)| n == "master.x"));
     }
 }

@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use super::adam::{AdamConfig, AdamW};
 use super::audio::Skipped;
@@ -89,6 +89,10 @@ pub struct CaptionTrainOptions {
     pub val_caption_images: usize,
     /// Tokens generated per validation caption.
     pub max_new_tokens: usize,
+    /// Mixed precision: parameters and activations in bf16, f32 master weights and
+    /// AdamW moments, softmax and loss in f32 (meant for CUDA; runs on CPU too).
+    #[serde(default)]
+    pub bf16: bool,
 }
 
 impl Default for CaptionTrainOptions {
@@ -110,6 +114,7 @@ impl Default for CaptionTrainOptions {
             val_fraction: 0.05,
             val_caption_images: 256,
             max_new_tokens: 20,
+            bf16: false,
         }
     }
 }
@@ -376,8 +381,8 @@ fn token_batch(m: &Model, seqs: &[Vec<i64>], prompt_len: usize, device: Device) 
     }
 }
 
-/// Normalized `[B, 3, S, S]` pixels of prepared images.
-fn pixels(examples: &[CaptionExample], idx: &[usize], size: usize, device: Device) -> Tensor {
+/// Normalized `[B, 3, S, S]` pixels of prepared images, in the model's kind.
+fn pixels(examples: &[CaptionExample], idx: &[usize], size: usize, m: &Model) -> Tensor {
     let n = size * size * 3;
     let mut buf = vec![0f32; idx.len() * n];
     for (&i, out) in idx.iter().zip(buf.chunks_exact_mut(n)) {
@@ -385,7 +390,8 @@ fn pixels(examples: &[CaptionExample], idx: &[usize], size: usize, device: Devic
     }
     Tensor::from_slice(&buf)
         .reshape([idx.len() as i64, 3, size as i64, size as i64])
-        .to_device(device)
+        .to_device(m.blip.device())
+        .to_kind(m.blip.kind())
 }
 
 /// Trains (or, with `resume`, continues training) and writes the output folder.
@@ -464,6 +470,10 @@ pub fn train_caption(
         on_record(&v);
         Ok(())
     };
+    if opts.bf16 {
+        // Before the optimizer takes its handles: it keeps f32 masters of what is bf16.
+        m.blip.set_kind(Kind::BFloat16);
+    }
     let params = crate::models::weights::named_variables(m.blip.var_store());
     let n_params: i64 = params.iter().map(|(_, t)| t.numel() as i64).sum();
     let mut opt = AdamW::new(
@@ -523,12 +533,21 @@ pub fn train_caption(
             opt.zero_grad();
             let mut step_loss = 0.0;
             let micro: Vec<&[(usize, usize)]> = step_pairs.chunks(opts.batch_size).collect();
+            // Each micro-batch's mean loss weighs by its share of the step's target
+            // tokens, so that accumulating gives the gradient of the whole step's mean
+            // (weighting by examples would favour batches of short captions).
+            let targets = |c: &[(usize, usize)]| -> usize {
+                c.iter()
+                    .map(|&(i, k)| tokens[i][k].len().saturating_sub(1 + prompt_ids.len()))
+                    .sum()
+            };
+            let step_targets = targets(step_pairs).max(1);
             for chunk in &micro {
                 let idx: Vec<usize> = chunk.iter().map(|&(i, _)| i).collect();
                 let seqs: Vec<Vec<i64>> =
                     chunk.iter().map(|&(i, c)| tokens[i][c].clone()).collect();
                 let tb = token_batch(&m, &seqs, prompt_ids.len(), device);
-                let px = pixels(examples, &idx, size, device);
+                let px = pixels(examples, &idx, size, &m);
                 let loss = m.blip.loss(
                     &px,
                     &tb.input_ids,
@@ -536,8 +555,7 @@ pub fn train_caption(
                     &tb.labels,
                     smoothing,
                 );
-                // Each micro-batch weighs by its share of the step's examples.
-                let w = chunk.len() as f64 / step_pairs.len() as f64;
+                let w = targets(chunk) as f64 / step_targets as f64;
                 (&loss * w).backward();
                 step_loss += loss.double_value(&[]) * w;
             }
@@ -587,7 +605,8 @@ pub fn train_caption(
         emit(&mut log, record.clone())?;
         last_epoch = record;
         let ckpt = out.join(format!("checkpoint-epoch-{}", epoch + 1));
-        save_pretrained(&m, &ckpt)?;
+        let weights = opt.full_precision();
+        save_pretrained(&m, &weights, &ckpt)?;
         crate::models::weights::save(&opt.state(), &ckpt.join(OPT_FILE))?;
         let st = TrainerState {
             epoch: epoch + 1,
@@ -597,7 +616,7 @@ pub fn train_caption(
         let path = ckpt.join(STATE_FILE);
         std::fs::write(&path, serde_json::to_string_pretty(&st)? + "\n")
             .map_err(|e| Error::io(&path, e))?;
-        save_pretrained(&m, out)?;
+        save_pretrained(&m, &weights, out)?;
     }
     Ok(CaptionTrainSummary {
         epochs: opts.epochs.max(start_epoch),
@@ -632,7 +651,7 @@ fn validate(
         let idx: Vec<usize> = chunk.iter().map(|&(i, _)| i).collect();
         let seqs: Vec<Vec<i64>> = chunk.iter().map(|&(i, c)| tokens[i][c].clone()).collect();
         let tb = token_batch(m, &seqs, prompt_ids.len(), device);
-        let px = pixels(examples, &idx, size, device);
+        let px = pixels(examples, &idx, size, m);
         let loss = m.blip.loss(
             &px,
             &tb.input_ids,
@@ -685,7 +704,6 @@ fn caption_images(
     opts: &CaptionTrainOptions,
     prompt_ids: &[i64],
 ) -> Result<Vec<String>> {
-    let device = m.blip.device();
     let size = m.blip.config().vision_config.image_size;
     let gen = GenerationConfig {
         max_new_tokens: opts.max_new_tokens,
@@ -695,7 +713,7 @@ fn caption_images(
     prompt.extend_from_slice(prompt_ids);
     let mut out = Vec::with_capacity(idx.len());
     for chunk in idx.chunks(32) {
-        let px = pixels(examples, chunk, size, device);
+        let px = pixels(examples, chunk, size, m);
         let image_embeds = m.blip.vision_model().forward(&px);
         let prompts = vec![prompt.clone(); chunk.len()];
         let seqs = generate(m.blip.text_decoder(), &image_embeds, &prompts, &gen, m.ids)?;
@@ -707,16 +725,25 @@ fn caption_images(
     Ok(out)
 }
 
-/// Writes a Hugging Face checkpoint folder: config.json, model.safetensors, the
-/// tokenizer files, preprocessor_config.json and generation_config.json.
-fn save_pretrained(m: &Model, dir: &Path) -> Result<()> {
+/// Writes a Hugging Face checkpoint folder: config.json, model.safetensors (`weights`:
+/// the full-precision parameters), the tokenizer files, preprocessor_config.json and
+/// generation_config.json.
+fn save_pretrained(m: &Model, weights: &[(String, Tensor)], dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let write = |name: &str, v: &serde_json::Value| -> Result<()> {
         let p = dir.join(name);
         std::fs::write(&p, serde_json::to_string_pretty(v)? + "\n").map_err(|e| Error::io(&p, e))
     };
     write("config.json", &m.config_json)?;
-    m.blip.save_weights(&dir.join("model.safetensors"))?;
+    crate::models::weights::save(
+        &m.blip.state_dict_from(
+            weights
+                .iter()
+                .map(|(n, t)| (n.clone(), t.shallow_clone()))
+                .collect(),
+        ),
+        &dir.join("model.safetensors"),
+    )?;
     if m.tokenizer_dir != dir {
         for f in TOKENIZER_FILES {
             let src = m.tokenizer_dir.join(f);

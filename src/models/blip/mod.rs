@@ -67,7 +67,9 @@ impl BlipForConditionalGeneration {
         let model = Self::build(cfg, device);
         let std = cfg.initializer_range;
         let _guard = tch::no_grad_guard();
-        for (name, mut t) in model.vs.variables() {
+        // In name order: the variable map's own order changes from process to process,
+        // and the draws must not.
+        for (name, mut t) in crate::models::weights::named_variables(&model.vs) {
             let is_norm = name.contains("LayerNorm")
                 || name.contains("layer_norm")
                 || name.contains("layernorm");
@@ -115,7 +117,12 @@ impl BlipForConditionalGeneration {
     /// (`cls.predictions.decoder.weight` = the word embeddings, `.bias` = the head
     /// bias) that transformers writes, so the file is what `save_pretrained` makes.
     pub fn state_dict(&self) -> Vec<(String, Tensor)> {
-        let mut named = crate::models::weights::named_variables(&self.vs);
+        self.state_dict_from(crate::models::weights::named_variables(&self.vs))
+    }
+
+    /// [`state_dict`](Self::state_dict) of other tensors under the parameters' names
+    /// (an optimizer's f32 master copies of bf16 parameters).
+    pub fn state_dict_from(&self, mut named: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
         let find = |key: &str| {
             named
                 .iter()
