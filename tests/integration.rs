@@ -28,6 +28,8 @@
 //! - `nats_faults`: a killed caption worker, a poison record, exhausted deliveries, a
 //!   restarted sink.
 //! - `nats_load`: 10,000 small records through a no-model pipeline, exactly once.
+//! - `nats_cluster`: a 3-node cluster with R3 streams, one node killed and restarted.
+//! - `nats_prometheus`: Prometheus with the deploy config scrapes a worker.
 //! - `default_model`: models/default names shapes and colours at its card rate.
 
 mod util;
@@ -47,9 +49,11 @@ mod files_run;
 mod interrupt_resume;
 mod meteor;
 mod metrics;
+mod nats_cluster;
 mod nats_faults;
 mod nats_load;
 mod nats_modes;
+mod nats_prometheus;
 mod nats_util;
 mod neural_audio_stage;
 mod preprocess_parity;

@@ -19,10 +19,11 @@ use crate::util::{free_port, http_get, repo, wait_for, write_images};
 
 /// decode → caption (tiny_b) with fast redelivery settings.
 fn pipeline_text(extra_nats: &str) -> String {
-    pipeline_with(2000, 3, extra_nats)
+    pipeline_with(2000, 3, 6, extra_nats)
 }
 
-fn pipeline_with(ack_wait_ms: u64, max_deliver: u32, extra_nats: &str) -> String {
+/// `tokens`: caption length, forced (a longer batch is easier to kill in the middle).
+fn pipeline_with(ack_wait_ms: u64, max_deliver: u32, tokens: u32, extra_nats: &str) -> String {
     let model = repo().join("tests/fixtures/blip/tiny_b");
     format!(
         r#"
@@ -47,7 +48,8 @@ type = "caption"
 model = "{}"
 device = "cpu"
 threads = 1
-max_new_tokens = 6
+max_new_tokens = {tokens}
+min_new_tokens = {tokens}
 [stage.batch]
 max_rows = 2
 max_delay_ms = 20
@@ -107,6 +109,15 @@ fn submit(p: &Path, url: &str, input: &Path, logs: &Path) -> Proc {
     )
 }
 
+/// The value of an unlabelled-beyond-pipeline/stage metric in a scrape (0 if absent).
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && !l.starts_with('#'))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// Each id's number of rows.
 fn counts(ids: &[String]) -> HashMap<String, usize> {
     let mut m = HashMap::new();
@@ -131,24 +142,49 @@ fn killing_one_of_two_caption_workers_loses_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path();
     let input = dir.path().join("in");
-    let n = 40;
+    let n = 80;
     write_images(&input, n, 40, 30);
-    let p = crate::util::pipeline(dir.path(), &pipeline_text(""));
+    let p = crate::util::pipeline(dir.path(), &pipeline_with(2000, 3, 20, ""));
     let out = dir.path().join("out");
 
     let mut decode = worker("decode", "decode_image", &p, &url, logs, None);
-    let mut victim = worker("caption-1", "caption", &p, &url, logs, None);
+    let mut victim = Proc::spawn_logging(
+        "caption-1",
+        &[
+            "worker",
+            "--stage",
+            "caption",
+            "--pipeline",
+            p.to_str().unwrap(),
+            "--nats",
+            &url,
+        ],
+        logs,
+        "info,capstream::transport::worker=debug",
+    );
     let port = free_port();
     let mut survivor = worker("caption-2", "caption", &p, &url, logs, Some(port));
     let mut sink = sink("sink", &p, &url, &out, logs);
     let mut sub = submit(&p, &url, &input, logs);
-    assert!(
-        wait_rows(&out, 4, 60),
-        "no progress\n{}",
-        logs_of(&[&decode, &victim, &survivor, &sink, &sub])
-    );
-    // Both workers are busy (the stream holds the rest): the victim dies with a batch
-    // in hand, which the server redelivers to the survivor after the ack wait.
+    // Kill the victim mid-run while a batch is in its hands (started, not yet
+    // acknowledged): the server redelivers it to the survivor after the ack wait.
+    let end = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let log = victim.log();
+        let (started, done) = (
+            log.matches("Batch in inference.").count(),
+            log.matches("Batch done.").count(),
+        );
+        if done >= 2 && started > done {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "the victim never had a batch in hand\n{}",
+            logs_of(&[&decode, &victim, &survivor, &sink, &sub])
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
     victim.kill();
     assert!(
         wait_rows(&out, n, 60),
@@ -164,6 +200,11 @@ fn killing_one_of_two_caption_workers_loses_and_duplicates_nothing() {
     assert_eq!(c.len(), n, "every id is in the output");
     assert!(c.values().all(|&k| k == 1), "an id twice: {c:?}");
     let metrics = http_get(port, "/metrics");
+    let redeliveries = metric(&metrics, "capstream_nats_redeliveries_total");
+    assert!(
+        redeliveries >= 1.0,
+        "the victim's batch came back to the survivor\n{metrics}"
+    );
     assert!(
         metrics.contains(
             "capstream_nats_consumer_ack_pending_messages{pipeline=\"faults\",stage=\"caption\"}"
@@ -420,7 +461,7 @@ fn deliveries_that_run_out_without_an_outcome_are_dead_lettered() {
     let server = NatsServer::start(true);
     let url = server.url();
     let dir = tempfile::tempdir().unwrap();
-    let p = crate::util::pipeline(dir.path(), &pipeline_with(500, 2, ""));
+    let p = crate::util::pipeline(dir.path(), &pipeline_with(500, 2, 6, ""));
     let cfg = PipelineConfig::load(&p).unwrap();
     let rt = runtime();
     let conn = rt.block_on(Connection::open(&url, "test", &cfg)).unwrap();

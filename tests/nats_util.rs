@@ -18,16 +18,19 @@ pub struct NatsServer {
 }
 
 impl NatsServer {
-    /// Starts `nats-server -js` (or without JetStream) on a free port and waits until it
-    /// accepts connections.
+    /// Starts a JetStream server from `deploy/nats/single.conf` (or a plain server
+    /// without JetStream) on free loopback ports and waits until it accepts connections.
     pub fn start(jetstream: bool) -> NatsServer {
         let store = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut cmd = Command::new(NATS_SERVER);
-        cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()]);
         if jetstream {
-            cmd.args(["-js", "-sd", store.path().to_str().unwrap()]);
+            let conf = crate::util::repo().join("deploy/nats/single.conf");
+            cmd.args(["-c", conf.to_str().unwrap()]);
+            cmd.args(["-m", &free_port().to_string()]);
+            cmd.args(["-sd", store.path().to_str().unwrap()]);
         }
+        cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()]);
         let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -65,11 +68,16 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, args: &[&str], logs: &Path) -> Proc {
+        Proc::spawn_logging(name, args, logs, "info")
+    }
+
+    /// `spawn` with `RUST_LOG` set to `filter`.
+    pub fn spawn_logging(name: &str, args: &[&str], logs: &Path, filter: &str) -> Proc {
         let log = logs.join(format!("{name}.log"));
         let f = std::fs::File::create(&log).unwrap();
         let child = Command::new(BIN)
             .args(args)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", filter)
             .stdout(Stdio::piped())
             .stderr(f)
             .spawn()
@@ -140,4 +148,123 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
+}
+
+/// One node of a test cluster: its ports and store survive a restart.
+struct Node {
+    index: usize,
+    port: u16,
+    http: u16,
+    cluster: u16,
+    store: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+/// A 3-node JetStream cluster from `deploy/nats/cluster/nats-{1,2,3}.conf`, on free
+/// loopback ports (flags override the configs' ports, routes and store folder).
+pub struct Cluster {
+    nodes: Vec<Node>,
+}
+
+impl Cluster {
+    pub fn start() -> Cluster {
+        let mut nodes: Vec<Node> = (1..=3)
+            .map(|index| Node {
+                index,
+                port: free_port(),
+                http: free_port(),
+                cluster: free_port(),
+                store: tempfile::tempdir().unwrap(),
+                child: None,
+            })
+            .collect();
+        let routes: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("nats-route://127.0.0.1:{}", n.cluster))
+            .collect();
+        let routes = routes.join(",");
+        for n in &mut nodes {
+            n.child = Some(Self::spawn(n, &routes));
+        }
+        let c = Cluster { nodes };
+        for n in &c.nodes {
+            let port = n.port;
+            assert!(
+                crate::util::wait_for(15, || std::net::TcpStream::connect(("127.0.0.1", port))
+                    .is_ok()),
+                "node {} did not listen",
+                n.index
+            );
+        }
+        c
+    }
+
+    fn spawn(n: &Node, routes: &str) -> Child {
+        let conf = crate::util::repo().join(format!("deploy/nats/cluster/nats-{}.conf", n.index));
+        Command::new(NATS_SERVER)
+            .args(["-c", conf.to_str().unwrap()])
+            .args(["-a", "127.0.0.1", "-p", &n.port.to_string()])
+            .args(["-m", &n.http.to_string()])
+            .args(["--cluster", &format!("nats://127.0.0.1:{}", n.cluster)])
+            .args(["--routes", routes])
+            .args(["-sd", n.store.path().to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server")
+    }
+
+    fn routes(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("nats-route://127.0.0.1:{}", n.cluster))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Every node's client URL, comma-separated (clients fail over between them).
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("nats://127.0.0.1:{}", n.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// kill -9 node `i` (1-based).
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i - 1].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts node `i` again on its ports and store.
+    pub fn restart(&mut self, i: usize) {
+        let routes = self.routes();
+        let child = Self::spawn(&self.nodes[i - 1], &routes);
+        self.nodes[i - 1].child = Some(child);
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            if let Some(mut c) = n.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+/// An HTTP/1.0 GET on loopback (the server closes the connection, no chunking).
+pub fn http10_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
 }

@@ -335,8 +335,11 @@ pub(super) fn run_local(
             if let Some((name, status)) = children.exited() {
                 bail!("{name} exited early ({status}); the run is incomplete, rerun with --resume");
             }
-            if conn.drained().await? {
-                break;
+            match conn.drained().await {
+                Ok(true) => break,
+                Ok(false) => {}
+                // A cluster electing a leader answers nothing for a moment.
+                Err(e) => tracing::warn!(error = %e, "Cannot read the streams; retrying."),
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

@@ -229,9 +229,16 @@ impl Connection {
     /// or updates every stream, consumer and bucket of `cfg`'s pipeline. Safe to call
     /// from many processes at once.
     pub async fn open(url: &str, name: &str, cfg: &PipelineConfig) -> Result<Connection> {
+        // A cluster is given as comma-separated URLs; the client fails over between
+        // them.
+        let urls: Vec<&str> = url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect();
         let client = async_nats::ConnectOptions::new()
             .name(name)
-            .connect(url)
+            .connect(urls)
             .await
             .map_err(nats_err(format!("cannot connect to {url}")))?;
         let info = client.server_info();

@@ -83,13 +83,22 @@ pub async fn run(
     let sm = metrics.stage(SOURCE);
     let edge = conn.topology.edges[0].clone();
     let label = edge.label();
-    let mut window: VecDeque<Pending> = VecDeque::new();
+    let mut window: VecDeque<InFlight> = VecDeque::new();
     let mut summary = SubmitSummary::default();
     let mut since_check = 0u64;
     while let Some(batch) = rx.recv().await {
         if since_check >= 32 || summary.messages == 0 {
             since_check = 0;
-            while conn.backlog(0).await? > n.max_backlog && !shutdown.is_stopping() {
+            loop {
+                match conn.backlog(0).await {
+                    Ok(b) if b <= n.max_backlog => break,
+                    Ok(_) => {}
+                    // A cluster electing a leader answers nothing for a moment.
+                    Err(e) => tracing::warn!(error = %e, "Cannot read the backlog; retrying."),
+                }
+                if shutdown.is_stopping() {
+                    break;
+                }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
@@ -99,14 +108,22 @@ pub async fn run(
         }
         let ids = record_ids(&batch)?;
         let mid = message_id(SOURCE, "", &ids);
-        let out = Outgoing {
-            subject: &edge.subject,
-            stage: SOURCE,
-            edge: &label,
-            message_id: &mid,
-            extra: vec![],
-        };
-        window.push_back(conn.send(&out, batch.num_rows(), encode(&batch)?).await?);
+        let payload = encode(&batch)?;
+        let pending = send_retrying(
+            &conn,
+            &edge.subject,
+            &label,
+            &mid,
+            batch.num_rows(),
+            &payload,
+        )
+        .await?;
+        window.push_back(InFlight {
+            pending,
+            payload,
+            rows: batch.num_rows(),
+            mid,
+        });
         summary.messages += 1;
         summary.records += batch.num_rows() as u64;
         sm.records_out.inc_by(batch.num_rows() as u64);
@@ -114,12 +131,12 @@ pub async fn run(
         since_check += 1;
         while window.len() >= WINDOW {
             let p = window.pop_front().expect("non-empty");
-            settle(p, &nm, &mut summary).await?;
+            settle(&conn, &edge.subject, &label, p, &nm, &mut summary).await?;
         }
     }
     drop(rx);
     while let Some(p) = window.pop_front() {
-        settle(p, &nm, &mut summary).await?;
+        settle(&conn, &edge.subject, &label, p, &nm, &mut summary).await?;
     }
     match reader.await {
         Ok(r) => r?,
@@ -133,15 +150,82 @@ pub async fn run(
     Ok(summary)
 }
 
-/// Waits for one publish's acknowledgement and counts it.
-async fn settle(p: Pending, nm: &NatsMetrics, summary: &mut SubmitSummary) -> Result<()> {
-    if p.claimed {
-        nm.claims.inc();
+/// A publish waiting for its acknowledgement, with what is needed to send it again.
+struct InFlight {
+    pending: Pending,
+    payload: bytes::Bytes,
+    rows: usize,
+    mid: String,
+}
+
+/// Attempts at one publish before submit gives up: about 30 s of a cluster without a
+/// leader, far longer than an election takes.
+const ATTEMPTS: u32 = 10;
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(250 * u64::from(attempt.min(12)))
+}
+
+/// Sends one message, retrying while the server cannot take it.
+async fn send_retrying(
+    conn: &Connection,
+    subject: &str,
+    edge: &str,
+    mid: &str,
+    rows: usize,
+    payload: &bytes::Bytes,
+) -> Result<Pending> {
+    let out = Outgoing {
+        subject,
+        stage: SOURCE,
+        edge,
+        message_id: mid,
+        extra: vec![],
+    };
+    let mut attempt = 0;
+    loop {
+        match conn.send(&out, rows, payload.clone()).await {
+            Ok(p) => return Ok(p),
+            Err(e) if attempt + 1 < ATTEMPTS => {
+                attempt += 1;
+                tracing::warn!(error = %e, attempt, "Publish failed; retrying.");
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            Err(e) => return Err(e),
+        }
     }
-    let (ack, secs) = p.wait().await?;
-    nm.publish_seconds.observe(secs);
-    if ack.duplicate {
-        summary.duplicates += 1;
+}
+
+/// Waits for one publish's acknowledgement and counts it; a publish that is not
+/// acknowledged is sent again with the same message id (the server stores it once).
+async fn settle(
+    conn: &Connection,
+    subject: &str,
+    edge: &str,
+    mut p: InFlight,
+    nm: &NatsMetrics,
+    summary: &mut SubmitSummary,
+) -> Result<()> {
+    let mut attempt = 0;
+    loop {
+        if p.pending.claimed {
+            nm.claims.inc();
+        }
+        match p.pending.wait().await {
+            Ok((ack, secs)) => {
+                nm.publish_seconds.observe(secs);
+                if ack.duplicate {
+                    summary.duplicates += 1;
+                }
+                return Ok(());
+            }
+            Err(e) if attempt + 1 < ATTEMPTS => {
+                attempt += 1;
+                tracing::warn!(error = %e, attempt, "Publish not acknowledged; sending it again.");
+                tokio::time::sleep(backoff(attempt)).await;
+                p.pending = send_retrying(conn, subject, edge, &p.mid, p.rows, &p.payload).await?;
+            }
+            Err(e) => return Err(e),
+        }
     }
-    Ok(())
 }

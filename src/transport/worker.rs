@@ -459,6 +459,12 @@ async fn handle(
         Ok(b) => {
             ctx.sm.records_in.inc_by(b.num_rows() as u64);
             ctx.sm.batch_rows.observe(b.num_rows() as f64);
+            tracing::debug!(
+                stage = ctx.stage,
+                messages = good.len(),
+                rows = b.num_rows(),
+                "Batch in inference."
+            );
             t.process(b).await
         }
         Err(e) => Err(e.into()),
@@ -471,6 +477,7 @@ async fn handle(
             ctx.sm.batches.inc();
             ctx.sm.beat();
             publish_and_ack(ctx, good, per_msg, sum).await;
+            tracing::debug!(stage = ctx.stage, "Batch done.");
         }
         Err(e) if good.len() > 1 => {
             tracing::warn!(stage = ctx.stage, error = %e, messages = good.len(), "Batch failed; retrying its messages one by one.");
