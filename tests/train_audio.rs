@@ -2,12 +2,12 @@
 //! checkpoints reload to identical outputs, a seed fixes the result bit for bit, and a
 //! resumed run ends exactly where the uninterrupted one does.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use capstream::datasets::{read_triplets, write_triplets};
 use capstream::models::audio::NeuralAudio;
 
-use crate::util::{capstream, repo};
+use crate::util::{bytes, capstream, events, repo, train_log as log};
 
 fn train(out: &Path, epochs: usize, seed: u64, extra: &[&str]) -> std::process::Output {
     train_on(
@@ -59,22 +59,6 @@ fn train_on(
         String::from_utf8_lossy(&res.stderr)
     );
     res
-}
-
-fn log(out: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(out.join("train_log.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn events<'a>(log: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
-    log.iter().filter(|v| v["event"] == kind).collect()
-}
-
-fn bytes(p: PathBuf) -> Vec<u8> {
-    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use capstream::datasets::read_triplets;
 
-use crate::util::{capstream, repo};
+use crate::util::{bytes, capstream, events, repo, train_log as log};
 
 /// 48 drawn scenes at 32 px, 10% held out as test.
 fn data(dir: &Path) -> PathBuf {
@@ -76,22 +76,6 @@ fn train(data: &Path, out: &Path, extra: &[&str]) {
         "{}",
         String::from_utf8_lossy(&res.stderr)
     );
-}
-
-fn log(out: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(out.join("train_log.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn events<'a>(log: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
-    log.iter().filter(|v| v["event"] == kind).collect()
-}
-
-fn bytes(p: PathBuf) -> Vec<u8> {
-    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 #[test]

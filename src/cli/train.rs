@@ -167,17 +167,27 @@ pub fn run(cmd: TrainCommand) -> Result<ExitCode> {
     }
 }
 
-fn caption(args: CaptionArgs) -> Result<ExitCode> {
+/// What every training command does first: logging, threads, the device and the data.
+fn setup(
+    threads: Option<usize>,
+    device: &str,
+    data: &std::path::Path,
+) -> Result<(tch::Device, Vec<capstream::datasets::Triplet>)> {
     super::init_logging("info");
-    if let Some(n) = args.threads {
+    if let Some(n) = threads {
         tch::set_num_threads(n as i32);
     }
-    let device = parse_device(&args.device)?;
-    let triplets = read_triplets(&args.data)
-        .with_context(|| format!("reading triplets from {}", args.data.display()))?;
+    let device = parse_device(device)?;
+    let triplets =
+        read_triplets(data).with_context(|| format!("reading triplets from {}", data.display()))?;
     if triplets.is_empty() {
-        bail!("{}: no triplets", args.data.display());
+        bail!("{}: no triplets", data.display());
     }
+    Ok((device, triplets))
+}
+
+fn caption(args: CaptionArgs) -> Result<ExitCode> {
+    let (device, triplets) = setup(args.threads, &args.device, &args.data)?;
     let init = match (&args.init, &args.config, &args.resume) {
         (Some(dir), _, _) => CaptionInit::Pretrained(dir.clone()),
         (None, Some(path), _) => {
@@ -283,16 +293,7 @@ fn caption(args: CaptionArgs) -> Result<ExitCode> {
 }
 
 fn audio(args: AudioArgs) -> Result<ExitCode> {
-    super::init_logging("info");
-    if let Some(n) = args.threads {
-        tch::set_num_threads(n as i32);
-    }
-    let device = parse_device(&args.device)?;
-    let triplets = read_triplets(&args.data)
-        .with_context(|| format!("reading triplets from {}", args.data.display()))?;
-    if triplets.is_empty() {
-        bail!("{}: no triplets", args.data.display());
-    }
+    let (device, triplets) = setup(args.threads, &args.device, &args.data)?;
     let captioner = Captioner::from_dir(&args.caption_model, device, tch::Kind::Float)
         .with_context(|| format!("caption model {}", args.caption_model.display()))?;
     let embed_dim = captioner.model().config().vision_config.hidden_size;

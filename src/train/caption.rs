@@ -394,6 +394,29 @@ fn pixels(examples: &[CaptionExample], idx: &[usize], size: usize, m: &Model) ->
         .to_kind(m.blip.kind())
 }
 
+/// The mean loss of (image, reference) pairs, one batch.
+fn pairs_loss(
+    m: &Model,
+    examples: &[CaptionExample],
+    tokens: &[Vec<Vec<i64>>],
+    pairs: &[(usize, usize)],
+    prompt_len: usize,
+    smoothing: f64,
+) -> Tensor {
+    let idx: Vec<usize> = pairs.iter().map(|&(i, _)| i).collect();
+    let seqs: Vec<Vec<i64>> = pairs.iter().map(|&(i, c)| tokens[i][c].clone()).collect();
+    let tb = token_batch(m, &seqs, prompt_len, m.blip.device());
+    let size = m.blip.config().vision_config.image_size;
+    let px = pixels(examples, &idx, size, m);
+    m.blip.loss(
+        &px,
+        &tb.input_ids,
+        &tb.attention_mask,
+        &tb.labels,
+        smoothing,
+    )
+}
+
 /// Trains (or, with `resume`, continues training) and writes the output folder.
 /// `on_record` sees every log record as it is written.
 #[allow(clippy::too_many_arguments)]
@@ -543,18 +566,7 @@ pub fn train_caption(
             };
             let step_targets = targets(step_pairs).max(1);
             for chunk in &micro {
-                let idx: Vec<usize> = chunk.iter().map(|&(i, _)| i).collect();
-                let seqs: Vec<Vec<i64>> =
-                    chunk.iter().map(|&(i, c)| tokens[i][c].clone()).collect();
-                let tb = token_batch(&m, &seqs, prompt_ids.len(), device);
-                let px = pixels(examples, &idx, size, &m);
-                let loss = m.blip.loss(
-                    &px,
-                    &tb.input_ids,
-                    &tb.attention_mask,
-                    &tb.labels,
-                    smoothing,
-                );
+                let loss = pairs_loss(&m, examples, &tokens, chunk, prompt_ids.len(), smoothing);
                 let w = targets(chunk) as f64 / step_targets as f64;
                 (&loss * w).backward();
                 step_loss += loss.double_value(&[]) * w;
@@ -640,25 +652,13 @@ fn validate(
     prompt_ids: &[i64],
 ) -> Result<serde_json::Value> {
     let _guard = tch::no_grad_guard();
-    let device = m.blip.device();
-    let size = m.blip.config().vision_config.image_size;
     let pairs: Vec<(usize, usize)> = val_idx
         .iter()
         .flat_map(|&i| (0..tokens[i].len()).map(move |c| (i, c)))
         .collect();
     let (mut sum, mut n) = (0.0, 0usize);
     for chunk in pairs.chunks(opts.batch_size.max(8)) {
-        let idx: Vec<usize> = chunk.iter().map(|&(i, _)| i).collect();
-        let seqs: Vec<Vec<i64>> = chunk.iter().map(|&(i, c)| tokens[i][c].clone()).collect();
-        let tb = token_batch(m, &seqs, prompt_ids.len(), device);
-        let px = pixels(examples, &idx, size, m);
-        let loss = m.blip.loss(
-            &px,
-            &tb.input_ids,
-            &tb.attention_mask,
-            &tb.labels,
-            smoothing,
-        );
+        let loss = pairs_loss(m, examples, tokens, chunk, prompt_ids.len(), smoothing);
         sum += loss.double_value(&[]) * chunk.len() as f64;
         n += chunk.len();
     }
