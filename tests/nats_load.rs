@@ -90,4 +90,22 @@ max_file_rows = 100000
         Duration::from_secs_f64(secs) < Duration::from_secs(60),
         "{secs:.1}s"
     );
+
+    // The same input again, at once, into a new folder: the server's de-duplication
+    // window must not swallow a new submission of the same records.
+    let again = dir.path().join("again");
+    let r = capstream(&[
+        "run",
+        "--pipeline",
+        p.to_str().unwrap(),
+        "--nats",
+        &server.url(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        again.to_str().unwrap(),
+        "--no-progress",
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(committed(&again).len(), RECORDS);
 }

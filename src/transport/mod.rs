@@ -61,6 +61,11 @@ pub mod headers {
     pub const ORIGIN: &str = "Capstream-Origin";
     /// Dead letters: the record ids it held, comma-separated.
     pub const RECORD_IDS: &str = "Capstream-Record-Ids";
+    /// The `capstream submit` run a message descends from; copied from input to output
+    /// by every worker and part of every message id, so that the server's de-duplication
+    /// drops redelivered copies within a submission but never a later submission of the
+    /// same records.
+    pub const SUBMISSION: &str = "Capstream-Submission";
 }
 
 /// The stage name used for the source's messages and metrics.
@@ -180,6 +185,14 @@ impl Topology {
             .map(|e| e.dead_letter_subject.clone())
             .collect()
     }
+}
+
+/// The submission token of a received message (empty for messages from elsewhere).
+pub fn submission_of(headers: Option<&async_nats::HeaderMap>) -> String {
+    headers
+        .and_then(|h| h.get(headers::SUBMISSION))
+        .map(|v| v.as_str().to_string())
+        .unwrap_or_default()
 }
 
 /// Maps any displayable error into [`Error::Nats`] naming what was being done.
@@ -549,15 +562,19 @@ pub fn record_ids(batch: &RecordBatch) -> Result<Vec<String>> {
     Ok((0..ids.len()).map(|i| ids.value(i).to_string()).collect())
 }
 
-/// The `Nats-Msg-Id` of a batch produced by `stage` at `revision`: a digest of its
-/// record ids, so that every redelivery of the same input republishes the same id.
-pub fn message_id(stage: &str, revision: &str, ids: &[String]) -> String {
+/// The `Nats-Msg-Id` of a batch produced by `stage` at `revision` for `submission`: a
+/// digest of its record ids, so that every redelivery of the same input republishes the
+/// same id.
+pub fn message_id(stage: &str, revision: &str, submission: &str, ids: &[String]) -> String {
     let mut h = Sha256::new();
     for id in ids {
         h.update(id.as_bytes());
         h.update([0]);
     }
-    format!("{stage}:{revision}:{}", hex::encode(&h.finalize()[..16]))
+    format!(
+        "{stage}:{revision}:{submission}:{}",
+        hex::encode(&h.finalize()[..16])
+    )
 }
 
 /// `input`'s records as rows of `schema` that failed with `kind`: envelope columns
@@ -627,12 +644,13 @@ type = "parquet"
     #[test]
     fn message_ids_depend_on_ids_stage_and_revision() {
         let ids = vec!["a".to_string(), "b".to_string()];
-        let m = message_id("caption", "r1", &ids);
-        assert_eq!(m, message_id("caption", "r1", &ids));
-        assert_ne!(m, message_id("caption", "r2", &ids));
-        assert_ne!(m, message_id("score", "r1", &ids));
-        assert_ne!(m, message_id("caption", "r1", &ids[..1]));
-        assert!(m.starts_with("caption:r1:"));
+        let m = message_id("caption", "r1", "s1", &ids);
+        assert_eq!(m, message_id("caption", "r1", "s1", &ids));
+        assert_ne!(m, message_id("caption", "r2", "s1", &ids));
+        assert_ne!(m, message_id("score", "r1", "s1", &ids));
+        assert_ne!(m, message_id("caption", "r1", "s2", &ids));
+        assert_ne!(m, message_id("caption", "r1", "s1", &ids[..1]));
+        assert!(m.starts_with("caption:r1:s1:"));
     }
 
     #[test]

@@ -84,6 +84,18 @@ pub async fn run(
     let edge = conn.topology.edges[0].clone();
     let label = edge.label();
     let mut window: VecDeque<InFlight> = VecDeque::new();
+    // This submission's token: start time and pid, unique per process on a machine.
+    let token = {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        format!(
+            "{}{:03}-{}",
+            t.as_secs(),
+            t.subsec_millis(),
+            std::process::id()
+        )
+    };
     let mut summary = SubmitSummary::default();
     let mut since_check = 0u64;
     while let Some(batch) = rx.recv().await {
@@ -107,13 +119,14 @@ pub async fn run(
             break;
         }
         let ids = record_ids(&batch)?;
-        let mid = message_id(SOURCE, "", &ids);
+        let mid = message_id(SOURCE, "", &token, &ids);
         let payload = encode(&batch)?;
         let pending = send_retrying(
             &conn,
             &edge.subject,
             &label,
             &mid,
+            &token,
             batch.num_rows(),
             &payload,
         )
@@ -123,6 +136,7 @@ pub async fn run(
             payload,
             rows: batch.num_rows(),
             mid,
+            token: token.clone(),
         });
         summary.messages += 1;
         summary.records += batch.num_rows() as u64;
@@ -156,6 +170,7 @@ struct InFlight {
     payload: bytes::Bytes,
     rows: usize,
     mid: String,
+    token: String,
 }
 
 /// Attempts at one publish before submit gives up: about 30 s of a cluster without a
@@ -172,6 +187,7 @@ async fn send_retrying(
     subject: &str,
     edge: &str,
     mid: &str,
+    token: &str,
     rows: usize,
     payload: &bytes::Bytes,
 ) -> Result<Pending> {
@@ -180,7 +196,7 @@ async fn send_retrying(
         stage: SOURCE,
         edge,
         message_id: mid,
-        extra: vec![],
+        extra: vec![(super::headers::SUBMISSION, token.to_string())],
     };
     let mut attempt = 0;
     loop {
@@ -223,7 +239,9 @@ async fn settle(
                 attempt += 1;
                 tracing::warn!(error = %e, attempt, "Publish not acknowledged; sending it again.");
                 tokio::time::sleep(backoff(attempt)).await;
-                p.pending = send_retrying(conn, subject, edge, &p.mid, p.rows, &p.payload).await?;
+                p.pending =
+                    send_retrying(conn, subject, edge, &p.mid, &p.token, p.rows, &p.payload)
+                        .await?;
             }
             Err(e) => return Err(e),
         }

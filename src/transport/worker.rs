@@ -264,6 +264,8 @@ struct Incoming {
     delivered: i64,
     stream_sequence: u64,
     claim: Option<String>,
+    /// The submission it descends from (see [`headers::SUBMISSION`]).
+    submission: String,
     /// The decoded batch in the stage's input schema, or why it cannot be.
     batch: std::result::Result<RecordBatch, String>,
 }
@@ -422,6 +424,7 @@ async fn open(ctx: &Ctx, msg: jetstream::Message) -> Incoming {
     .await
     .map_err(|e| e.to_string());
     Incoming {
+        submission: super::submission_of(msg.headers.as_ref()),
         msg,
         delivered,
         stream_sequence,
@@ -546,13 +549,13 @@ async fn publish_and_ack(
                 return Ok(None);
             }
             let in_ids = record_ids(inc.batch.as_ref().map_err(|e| Error::Nats(e.clone()))?)?;
-            let mid = message_id(ctx.stage, &ctx.revision, &in_ids);
+            let mid = message_id(ctx.stage, &ctx.revision, &inc.submission, &in_ids);
             let o = Outgoing {
                 subject: &ctx.output.subject,
                 stage: ctx.stage,
                 edge: &edge,
                 message_id: &mid,
-                extra: vec![],
+                extra: vec![(headers::SUBMISSION, inc.submission.clone())],
             };
             ctx.conn
                 .send(&o, out.num_rows(), encode(&out)?)
@@ -743,14 +746,14 @@ async fn dead_letter(
                     Ok(b) => record_ids(b)?,
                     Err(_) => record_ids(&out)?,
                 };
-                let mid = message_id(ctx.stage, &ctx.revision, &in_ids);
+                let mid = message_id(ctx.stage, &ctx.revision, &inc.submission, &in_ids);
                 let edge = ctx.output.label();
                 let o = Outgoing {
                     subject: &ctx.output.subject,
                     stage: ctx.stage,
                     edge: &edge,
                     message_id: &mid,
-                    extra: vec![],
+                    extra: vec![(headers::SUBMISSION, inc.submission.clone())],
                 };
                 let (_, secs) = ctx
                     .conn
@@ -934,6 +937,7 @@ async fn exhausted(ctx: &Ctx, advisory: &jetstream::Message) -> Result<bool> {
         })?);
     }
     let inc = Incoming {
+        submission: super::submission_of(Some(&raw.headers)),
         msg: advisory.clone(),
         delivered: a.deliveries,
         stream_sequence: a.stream_seq,
