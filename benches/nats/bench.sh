@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Distributed mode on one machine against embedded mode: the same stages over the same
+# inputs (records/s and the ratio, model stage in the path), and the raw transport
+# throughput of a no-model pipeline (source -> NATS -> exactly-once Parquet sink).
+# Debian's nats-server with deploy/nats/single.conf, loopback, store on local disk.
+#   bash benches/nats/bench.sh            # N=400 model images, LOAD=20000 records
+# Writes benches/nats/RESULTS.md; best of 2 runs per row, whole-process wall clock
+# (capstream run starts its workers and sink as child processes in NATS mode).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BIN=target/release/capstream
+PY=${PY:-.venv/bin/python}
+N=${N:-400}
+LOAD=${LOAD:-20000}
+MODEL=${MODEL:-models/default}
+work=$(mktemp -d)
+server=""
+cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port=$(free_port); mport=$(free_port)
+/usr/sbin/nats-server -c deploy/nats/single.conf -a 127.0.0.1 -p "$port" -m "$mport" -sd "$work/nats" >"$work/nats.log" 2>&1 &
+server=$!
+url="nats://127.0.0.1:$port"
+for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.1; done
+
+"$BIN" dataset synth --count "$N" --no-speak --size 128 --seed 7 --out "$work/images.parquet" >/dev/null
+"$PY" - "$work/records.parquet" "$LOAD" <<'EOF'
+import sys, pyarrow as pa, pyarrow.parquet as pq
+n = int(sys.argv[2])
+pq.write_table(pa.table({
+    "id": [f"rec-{i:07d}" for i in range(n)],
+    "image": [i.to_bytes(8, "little") for i in range(n)],
+}), sys.argv[1], compression="zstd")
+EOF
+
+model_pipeline() { # $1 mode, $2 name, $3 records per message
+cat <<EOF
+name = "$2"
+mode = "$1"
+[batch]
+max_rows = 16
+max_delay_ms = 50
+[nats]
+records_per_message = $3
+max_ack_pending = 512
+commit_interval_ms = 500
+idle_wait_ms = 500
+[source]
+type = "parquet"
+[[stage]]
+type = "decode_image"
+[[stage]]
+type = "caption"
+model = "$PWD/$MODEL"
+device = "cpu"
+[stage.batch]
+max_rows = 16
+max_delay_ms = 100
+[sink]
+type = "parquet"
+EOF
+}
+load_pipeline() { # $1 records per message, $2 name
+cat <<EOF
+name = "$2"
+mode = "nats"
+[batch]
+max_rows = 64
+[nats]
+records_per_message = $1
+max_ack_pending = 2048
+commit_interval_ms = 500
+idle_wait_ms = 300
+[source]
+type = "parquet"
+[sink]
+type = "parquet"
+max_file_rows = 1000000
+EOF
+}
+model_pipeline embedded bench_embedded 1 >"$work/embedded.toml"
+model_pipeline nats bench_nats 1 >"$work/nats.toml"
+model_pipeline nats bench_nats16 16 >"$work/nats16.toml"
+load_pipeline 1 bench_load1 >"$work/load1.toml"
+load_pipeline 16 bench_load16 >"$work/load16.toml"
+
+# Best of 2 runs: seconds of one `capstream run`.
+best() { # $1 pipeline, $2 input, rest: extra args
+  local p=$1 in=$2; shift 2; local b=""
+  for r in 1 2; do
+    rm -rf "$work/out"
+    local t0 t1 s
+    t0=$(date +%s.%N)
+    "$BIN" run --pipeline "$p" --input "$in" --output "$work/out" --no-progress "$@" >/dev/null 2>"$work/run.log" \
+      || { cat "$work/run.log" >&2; exit 1; }
+    t1=$(date +%s.%N)
+    s=$(echo "$t1 - $t0" | bc -l)
+    if [ -z "$b" ] || (( $(echo "$s < $b" | bc -l) )); then b=$s; fi
+  done
+  printf '%.3f' "$b"
+}
+
+emb=$(best "$work/embedded.toml" "$work/images.parquet")
+nat=$(best "$work/nats.toml" "$work/images.parquet" --nats "$url")
+nat16=$(best "$work/nats16.toml" "$work/images.parquet" --nats "$url")
+l1=$(best "$work/load1.toml" "$work/records.parquet" --nats "$url")
+l16=$(best "$work/load16.toml" "$work/records.parquet" --nats "$url")
+rate() { echo "$1 / $2" | bc -l | xargs printf '%.0f'; }
+
+{
+echo "Command: \`bash benches/nats/bench.sh\`   Date: $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), nproc=$(nproc), $(uname -sr)"
+echo "Versions: capstream $("$BIN" --version | cut -d' ' -f2) (git $(git rev-parse --short HEAD)), $(/usr/sbin/nats-server --version) (Debian, deploy/nats/single.conf, file storage, loopback)"
+echo "Input: $N synth scenes (128 px PNG, \`dataset synth --seed 7\`) through decode_image -> caption ($MODEL, CPU, batch 16); $LOAD 8-byte records through source -> sink."
+echo
+echo "| what | seconds | records/s | vs embedded |"
+echo "|---|---|---|---|"
+echo "| embedded, decode -> caption | $emb | $(rate "$N" "$emb") | 1.00x |"
+echo "| NATS, decode -> caption, 1 record per message (3 processes + nats-server) | $nat | $(rate "$N" "$nat") | $(echo "$emb / $nat" | bc -l | xargs printf '%.2f')x |"
+echo "| NATS, decode -> caption, 16 records per message | $nat16 | $(rate "$N" "$nat16") | $(echo "$emb / $nat16" | bc -l | xargs printf '%.2f')x |"
+echo "| NATS, no model, 1 record per message | $l1 | $(rate "$LOAD" "$l1") | |"
+echo "| NATS, no model, 16 records per message | $l16 | $(rate "$LOAD" "$l16") | |"
+echo
+echo "NATS overhead with the model stage: $(echo "($nat / $emb - 1) * 100" | bc -l | xargs printf '%.1f')% at 1 record per message, $(echo "($nat16 / $emb - 1) * 100" | bc -l | xargs printf '%.1f')% at 16 (target <= 15%)."
+} | tee benches/nats/RESULTS.md
