@@ -28,7 +28,7 @@
 //! - `nats_faults`: a killed caption worker, a poison record, exhausted deliveries, a
 //!   restarted sink.
 //! - `nats_load`: 10,000 small records through a no-model pipeline, exactly once.
-//! - `nats_cluster`: a 3-node cluster with R3 streams, one node killed and restarted.
+//! - `nats_cluster`: a 3-node cluster with R3 streams, one node stopped and restarted.
 //! - `nats_prometheus`: Prometheus with the deploy config scrapes a worker.
 //! - `default_model`: models/default names shapes and colours at its card rate.
 

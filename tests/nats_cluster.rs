@@ -1,4 +1,4 @@
-//! A 3-node JetStream cluster (deploy/nats/cluster) with R3 streams: one node killed
+//! A 3-node JetStream cluster (deploy/nats/cluster) with R3 streams: one node stopped
 //! mid-run and restarted, every id still committed exactly once.
 
 use std::collections::HashMap;
@@ -71,7 +71,7 @@ type = "parquet"
             .collect::<String>()
     };
     assert!(wait_rows(&out, 20, 60), "{}", all(&[&decode, &sink, &sub]));
-    cluster.kill(2);
+    cluster.stop(2);
     std::thread::sleep(Duration::from_secs(2));
     let partial = committed(&out).len();
     cluster.restart(2);

@@ -231,9 +231,20 @@ impl Cluster {
             .join(",")
     }
 
-    /// kill -9 node `i` (1-based).
-    pub fn kill(&mut self, i: usize) {
+    /// Stops node `i` (1-based) as an operator would: SIGTERM, which lets it hand over
+    /// the leaderships it holds; killed if it takes longer than 10 s.
+    pub fn stop(&mut self, i: usize) {
         if let Some(mut c) = self.nodes[i - 1].child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let end = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < end {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
