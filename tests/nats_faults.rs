@@ -354,6 +354,17 @@ fn a_poison_record_is_dead_lettered_and_becomes_an_error_row() {
         rt.block_on(conn.drained()).unwrap(),
         "no message is left behind in any stream"
     );
+    // The sink's consumer redelivers without limit (its writes are idempotent by id),
+    // the stages' stop at max_deliver.
+    let (sink_max, caption_max) = rt.block_on(async {
+        let mut s = conn.consumer(2).await.unwrap();
+        let mut c = conn.consumer(1).await.unwrap();
+        (
+            s.info().await.unwrap().config.max_deliver,
+            c.info().await.unwrap().config.max_deliver,
+        )
+    });
+    assert_eq!((sink_max, caption_max), (-1, 3));
     for p in [&mut decode, &mut caption, &mut sink] {
         assert!(p.terminate(30), "{} did not drain\n{}", p.name, p.log());
     }

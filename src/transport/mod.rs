@@ -433,7 +433,11 @@ async fn ensure(js: &jetstream::Context, t: &Topology, n: &NatsConfig) -> Result
                 description: Some(format!("capstream {} workers", e.to)),
                 ack_policy: consumer::AckPolicy::Explicit,
                 ack_wait: Duration::from_millis(n.ack_wait_ms),
-                max_deliver: n.max_deliver,
+                // The sink's writes are idempotent by record id and it fails on no
+                // record, so its deliveries are unlimited: a sink that crashes over and
+                // over must not leave exhausted messages stuck in its stream. It still
+                // dead-letters an undecodable message after `max_deliver` tries itself.
+                max_deliver: if e.to == SINK { -1 } else { n.max_deliver },
                 max_ack_pending: n.max_ack_pending,
                 filter_subject: e.subject.clone(),
                 ..Default::default()
