@@ -12,9 +12,13 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use capstream::config::PipelineConfig;
+use capstream::metrics::caption::meteor::Meteor;
+use capstream::metrics::caption::wordnet::WordNet;
 use capstream::pipeline::{Plan, Shutdown};
 use capstream::sinks::{committed_ids, part_files};
 use capstream::sources::SourceInput;
+use capstream::stages::score::{write_run_metrics, METRICS_FILE};
+use capstream::stages::StageConfig;
 use capstream::telemetry::{self, Metrics};
 use capstream::transport::sink::{IdIndex, SinkOptions};
 use capstream::transport::submit::SubmitOptions;
@@ -275,6 +279,10 @@ pub(super) fn run_local(
     } else {
         HashSet::new()
     };
+    let score = plan.config.stages.iter().find_map(|s| match s {
+        StageConfig::Score(c) => Some(c.clone()),
+        _ => None,
+    });
     let exe = std::env::current_exe().context("cannot find the capstream executable")?;
     let pipeline = args.pipeline.display().to_string();
     runtime()?.block_on(async move {
@@ -356,6 +364,21 @@ pub(super) fn run_local(
             output.display(),
             started.elapsed().as_secs_f64()
         );
+        if let Some(c) = &score {
+            // Corpus scores (CIDEr-D needs every row) from everything committed, as in
+            // embedded mode.
+            let meteor = if c.meteor {
+                Some(Meteor::new(WordNet::open(&c.wordnet_dir)?))
+            } else {
+                None
+            };
+            let m = write_run_metrics(&output, meteor.as_ref())?;
+            println!(
+                "  {} ({} items scored)",
+                output.join(METRICS_FILE).display(),
+                m["items_scored"]
+            );
+        }
         if interrupted {
             eprintln!("the run was stopped before the input ended; rerun with --resume to finish");
             return Ok(ExitCode::from(130));
