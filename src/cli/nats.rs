@@ -15,7 +15,7 @@ use capstream::config::PipelineConfig;
 use capstream::metrics::caption::meteor::Meteor;
 use capstream::metrics::caption::wordnet::WordNet;
 use capstream::pipeline::{Plan, Shutdown};
-use capstream::sinks::{committed_ids, part_files};
+use capstream::sinks::part_files;
 use capstream::sources::SourceInput;
 use capstream::stages::score::{write_run_metrics, METRICS_FILE};
 use capstream::stages::StageConfig;
@@ -267,18 +267,7 @@ pub(super) fn run_local(
         Plan::new(cfg).with_context(|| format!("pipeline file {}", args.pipeline.display()))?;
     plan.model_override = args.model.clone();
     plan.audio_model_override = args.audio_model.clone();
-    let existing = part_files(&args.output)?;
-    let skip: HashSet<String> = if args.resume {
-        committed_ids(&args.output)?
-    } else if !existing.is_empty() {
-        bail!(
-            "{} already holds {} committed part file(s); pass --resume to continue that run, or choose an empty folder",
-            args.output.display(),
-            existing.len()
-        );
-    } else {
-        HashSet::new()
-    };
+    let skip = super::run::ids_to_skip(&args.output, args.resume)?;
     let score = plan.config.stages.iter().find_map(|s| match s {
         StageConfig::Score(c) => Some(c.clone()),
         _ => None,

@@ -72,6 +72,23 @@ pub fn run_any(args: RunArgs, nats: super::nats::RunNatsArgs) -> Result<ExitCode
 }
 
 /// Runs one pipeline to its end and scores it: the exit code, and the content of
+/// The ids already committed in `output` when resuming; otherwise `output` must hold
+/// no committed part file (a second run would write every id again).
+pub(super) fn ids_to_skip(output: &std::path::Path, resume: bool) -> Result<HashSet<String>> {
+    if resume {
+        return Ok(committed_ids(output)?);
+    }
+    let existing = part_files(output)?;
+    if !existing.is_empty() {
+        bail!(
+            "{} already holds {} committed part file(s); pass --resume to continue that run, or choose an empty folder",
+            output.display(),
+            existing.len()
+        );
+    }
+    Ok(HashSet::new())
+}
+
 /// `metrics.json` where the pipeline has a score stage. `capstream eval` runs its
 /// pipeline through here too, so that an evaluation is exactly what `capstream run`
 /// would do, and takes the metrics as written rather than reading the file back (which
@@ -90,18 +107,7 @@ pub(super) fn run_pipeline(args: RunArgs) -> Result<(ExitCode, Option<serde_json
     plan.model_override = args.model.clone();
     plan.audio_model_override = args.audio_model.clone();
 
-    let existing = part_files(&args.output)?;
-    let skip: HashSet<String> = if args.resume {
-        committed_ids(&args.output)?
-    } else if !existing.is_empty() {
-        bail!(
-            "{} already holds {} committed part file(s); pass --resume to continue that run, or choose an empty folder",
-            args.output.display(),
-            existing.len()
-        );
-    } else {
-        HashSet::new()
-    };
+    let skip = ids_to_skip(&args.output, args.resume)?;
     if args.resume {
         tracing::info!(
             committed = skip.len(),
