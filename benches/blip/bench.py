@@ -77,7 +77,8 @@ def cmd_hf(args) -> int:
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    model = BlipForConditionalGeneration.from_pretrained(args.model_dir).eval()
+    dtype = {"f32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
+    model = BlipForConditionalGeneration.from_pretrained(args.model_dir, dtype=dtype).eval()
     processor = BlipProcessor.from_pretrained(args.model_dir)
     load_s = time.perf_counter() - t0
     images = [str(p) for p in args.images]
@@ -91,7 +92,7 @@ def cmd_hf(args) -> int:
                 chunk = images[k:k + args.batch_size]
                 pics = [Image.open(p).convert("RGB") for p in chunk]
                 inputs = processor(images=pics, return_tensors="pt")
-                out = model.generate(pixel_values=inputs["pixel_values"], **gen)
+                out = model.generate(pixel_values=inputs["pixel_values"].to(dtype), **gen)
                 ids.extend(out.tolist())
         return ids
 
@@ -105,7 +106,7 @@ def cmd_hf(args) -> int:
         batch_size=args.batch_size, images=len(images), runs=[round(t, 3) for t in times],
         best_s=round(min(times), 3), load_s=round(load_s, 3),
         peak_rss_kib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-        threads=torch.get_num_threads(), runs_stable=stable,
+        threads=torch.get_num_threads(), runs_stable=stable, dtype=args.dtype,
         image_processor=type(processor.image_processor).__name__,
         transformers=transformers.__version__, torch=torch.__version__,
         pillow=PIL.__version__, numpy=np.__version__,
@@ -180,6 +181,7 @@ def main(argv=None) -> int:
     h.add_argument("--threads", type=int, default=2)
     h.add_argument("--max-new-tokens", type=int, default=20)
     h.add_argument("--min-new-tokens", type=int, default=20)
+    h.add_argument("--dtype", choices=["f32", "bf16"], default="f32")
     c = sub.add_parser("compare")
     c.add_argument("a")
     c.add_argument("b")

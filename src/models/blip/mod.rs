@@ -27,6 +27,35 @@ use vision::VisionModel;
 
 /// A LayerNorm over the last dimension with the checkpoint's epsilon (tch defaults to
 /// 1e-5; BLIP's text side needs 1e-12).
+/// A linear layer created zero-filled: every parameter is then overwritten by the
+/// checkpoint or by [`BlipForConditionalGeneration::init`], and tch's default random
+/// draws for 224 M parameters cost most of a second at load.
+pub(crate) fn linear(p: nn::Path, inputs: i64, outputs: i64) -> nn::Linear {
+    nn::linear(
+        p,
+        inputs,
+        outputs,
+        nn::LinearConfig {
+            ws_init: nn::Init::Const(0.0),
+            bs_init: Some(nn::Init::Const(0.0)),
+            bias: true,
+        },
+    )
+}
+
+/// An embedding table created zero-filled, as [`linear`].
+pub(crate) fn embedding(p: nn::Path, count: i64, dim: i64) -> nn::Embedding {
+    nn::embedding(
+        p,
+        count,
+        dim,
+        nn::EmbeddingConfig {
+            ws_init: nn::Init::Const(0.0),
+            ..Default::default()
+        },
+    )
+}
+
 pub(crate) fn layer_norm(p: nn::Path, dim: usize, eps: f64) -> nn::LayerNorm {
     nn::layer_norm(
         p,
@@ -51,7 +80,13 @@ impl BlipForConditionalGeneration {
     /// Builds the model for `cfg` and loads `weights` (`model.safetensors` or
     /// `pytorch_model.bin`) onto `device` in f32.
     pub fn new(cfg: &Config, weights: &Path, device: Device) -> Result<Self> {
-        let mut model = Self::build(cfg, device);
+        Self::new_in(cfg, weights, device, Kind::Float)
+    }
+
+    /// As [`Self::new`], with parameters of `kind`: each tensor is converted as it is
+    /// read, so an f32 copy of the whole model never exists beside the half one.
+    pub fn new_in(cfg: &Config, weights: &Path, device: Device, kind: Kind) -> Result<Self> {
+        let mut model = Self::build(cfg, device, kind);
         crate::models::weights::load(&model.vs, weights)?;
         model.vs.freeze();
         Ok(model)
@@ -64,7 +99,7 @@ impl BlipForConditionalGeneration {
     /// (transformers truncates those at ±2σ, as here), zero biases, unit LayerNorms.
     /// The parameters are trainable.
     pub fn init(cfg: &Config, device: Device) -> Self {
-        let model = Self::build(cfg, device);
+        let model = Self::build(cfg, device, Kind::Float);
         let std = cfg.initializer_range;
         let _guard = tch::no_grad_guard();
         // In name order: the variable map's own order changes from process to process,
@@ -87,8 +122,11 @@ impl BlipForConditionalGeneration {
         model
     }
 
-    fn build(cfg: &Config, device: Device) -> Self {
-        let vs = nn::VarStore::new(device);
+    /// The layers, with parameters created in `kind` (the store's default for new
+    /// variables) so that loading a half model never holds an f32 copy.
+    fn build(cfg: &Config, device: Device, kind: Kind) -> Self {
+        let mut vs = nn::VarStore::new(device);
+        vs.set_kind(kind);
         let root = vs.root();
         let vision_model = VisionModel::new(&root / "vision_model", &cfg.vision_config);
         let text_decoder = TextLMHeadModel::new(
@@ -183,7 +221,7 @@ impl BlipForConditionalGeneration {
             )
     }
 
-    /// Casts the parameters (f16/bf16 on CUDA).
+    /// Casts the parameters (f16 on CUDA; bf16 on CUDA or CPU).
     pub fn set_kind(&mut self, kind: Kind) {
         self.vs.set_kind(kind);
     }
@@ -258,10 +296,7 @@ impl Captioner {
     pub fn from_dir(dir: &Path, device: Device, kind: Kind) -> Result<Self> {
         let cfg = Config::from_file(&dir.join("config.json"))?;
         let weights = crate::models::weights::find_weights(dir)?;
-        let mut model = BlipForConditionalGeneration::new(&cfg, &weights, device)?;
-        if kind != Kind::Float {
-            model.set_kind(kind);
-        }
+        let model = BlipForConditionalGeneration::new_in(&cfg, &weights, device, kind)?;
         let tokenizer = BlipTokenizer::from_dir(dir)?;
         let t = &cfg.text_config;
         let vocab = t.vocab_size as i64;

@@ -5,7 +5,7 @@ use tch::nn::{self, Module};
 use tch::Tensor;
 
 use super::config::VisionConfig;
-use super::layer_norm as ln;
+use super::{layer_norm as ln, linear};
 
 /// `embeddings`: patch convolution, class token, learned positions.
 #[derive(Debug)]
@@ -29,6 +29,8 @@ impl VisionEmbeddings {
                 patch,
                 nn::ConvConfig {
                     stride: patch,
+                    ws_init: nn::Init::Const(0.0),
+                    bs_init: nn::Init::Const(0.0),
                     ..Default::default()
                 },
             ),
@@ -66,8 +68,8 @@ impl Attention {
         let d = cfg.hidden_size as i64;
         let heads = cfg.num_attention_heads as i64;
         Attention {
-            qkv: nn::linear(&p / "qkv", d, 3 * d, Default::default()),
-            projection: nn::linear(&p / "projection", d, d, Default::default()),
+            qkv: linear(&p / "qkv", d, 3 * d),
+            projection: linear(&p / "projection", d, d),
             heads,
             scale: ((d / heads) as f64).powf(-0.5),
         }
@@ -115,8 +117,8 @@ impl EncoderLayer {
         EncoderLayer {
             self_attn: Attention::new(&p / "self_attn", cfg),
             layer_norm1: ln(&p / "layer_norm1", cfg.hidden_size, eps),
-            fc1: nn::linear(&p / "mlp" / "fc1", d, i, Default::default()),
-            fc2: nn::linear(&p / "mlp" / "fc2", i, d, Default::default()),
+            fc1: linear(&p / "mlp" / "fc1", d, i),
+            fc2: linear(&p / "mlp" / "fc2", i, d),
             layer_norm2: ln(&p / "layer_norm2", cfg.hidden_size, eps),
         }
     }
