@@ -314,7 +314,12 @@ fn resampling_matches_soxr_in_length_energy_and_frequency() {
     let want = &json["scalars"]["resample"];
     let y = tone();
     let mut cache = ResamplerCache::new();
-    for q in [Quality::Fast, Quality::Balanced, Quality::High] {
+    for q in [
+        Quality::Fast,
+        Quality::Balanced,
+        Quality::High,
+        Quality::Fft,
+    ] {
         let out = resample(std::slice::from_ref(&y), 16000, 22050, q)
             .unwrap()
             .remove(0);

@@ -175,12 +175,15 @@ lrres=$(field "$lrres_json" best_s)
 while IFS= read -r note; do [[ -n $note ]] && WAIT_NOTES+=("$note"); done < <(fmt waits "$lrres_json")
 SEL=("${FILES[@]}")
 declare -A CSQ
-for q in fast high; do
+for q in fast balanced high; do
     EXTRA=(--resample-quality "$q")
     best_capstream "--resample-quality $q, ${PIN[*]:-unpinned}" "${PIN[@]}"
     CSQ[$q]=$BEST
 done
 EXTRA=()
+# The high run was the last: its outputs are in $CS_OUT (the sinc filter at its longest).
+cmp_sinc_json=$("$PY" "$HELPER" compare "$CLIPS" "$CS_OUT" "$LR_OUT")
+echo "  high: $cmp_sinc_json" >&2
 lr_stages=$(fmt stages "$lr_json")
 audio16=$("$PY" - "$CLIPS" <<'EOF2'
 import json, sys
@@ -242,7 +245,7 @@ Command: \`bash benches/audio/bench.sh\`   Date: $(date -u +%Y-%m-%dT%H:%MZ)
 Machine: $cpu, nproc=$(env -u OMP_NUM_THREADS nproc), $(uname -sr), no GPU
 Versions: $("$BIN" --version) (git $(git rev-parse --short HEAD 2>/dev/null || echo "?")$dirty, binary built $(date -u -r "$BIN" +%Y-%m-%dT%H:%MZ)), librosa $(field "$lr_json" librosa), soxr $(field "$lr_json" soxr), numba $(field "$lr_json" numba), numpy $(field "$lr_json" numpy), scipy $(field "$lr_json" scipy), soundfile $(field "$lr_json" soundfile) (libsndfile $(field "$lr_json" libsndfile)), Python $(field "$lr_json" python), espeak-ng $(sp espeak | awk '{ print $4 }')
 Input: $n_files synthetic WAV clips (seeded; tones, chirps, noise), ${audio_s} s of audio in all, 1-10 s each, ${mb} MiB; $mix.
-Features: 16 kHz, n_fft 1024, hop 256, 80 Slaney mels, power 2, dB (ref 1, amin 1e-10, top_db 80), center with zero padding; clips at other rates are resampled first (capstream: rubato sinc, quality balanced; librosa: soxr_hq).
+Features: 16 kHz, n_fft 1024, hop 256, 80 Slaney mels, power 2, dB (ref 1, amin 1e-10, top_db 80), center with zero padding; clips at other rates are resampled first (capstream: rubato's FFT resampler, the default \`--resample-quality fft\`; librosa: soxr_hq).
 capstream: one process for all clips (\`features CLIP... --out-dir DIR ${FEAT_ARGS[*]}\`), whole-process wall clock including start-up (${startup}s for \`--version\` alone). librosa: one Python process, imports and warm-up (numba JIT, $(field "$lr_json" warmup_s)s) untimed; read + mono + resample + mel + dB + \`np.save\` per clip. OMP/MKL/OpenBLAS/numba threads = 1. Best of $RUNS runs.
 
 | what | cores | seconds | clips/s | x real time | vs librosa |
@@ -263,10 +266,11 @@ Where the time goes (${PIN[*]:-unpinned}, best of $RUNS):
 | capstream, resampled clips only (${audiores} s of audio) | $nressel | $csres | $(awk -v n="$nressel" -v s="$csres" 'BEGIN { printf "%.1f", n / s }') | $(ratio "$csres" "$lrres")x | $(nostart "$csres") | $(ratio "$(nostart "$csres")" "$lrres")x |
 | librosa, resampled clips only | $nressel | $lrres | $(awk -v n="$nressel" -v s="$lrres" 'BEGIN { printf "%.1f", n / s }') | 1.00x | | |
 | capstream, all clips, \`--resample-quality fast\` (64-tap) | $n_files | ${CSQ[fast]} | $(cps "${CSQ[fast]}") | $(ratio "${CSQ[fast]}" "$lr_s")x | $(nostart "${CSQ[fast]}") | $(ratio "$(nostart "${CSQ[fast]}")" "$lr_s")x |
-| capstream, all clips, default (balanced: 128-tap) | $n_files | $cs_pin | $(cps "$cs_pin") | $(ratio "$cs_pin" "$lr_s")x | $(nostart "$cs_pin") | $(ratio "$(nostart "$cs_pin")" "$lr_s")x |
+| capstream, all clips, \`--resample-quality balanced\` (128-tap) | $n_files | ${CSQ[balanced]} | $(cps "${CSQ[balanced]}") | $(ratio "${CSQ[balanced]}" "$lr_s")x | $(nostart "${CSQ[balanced]}") | $(ratio "$(nostart "${CSQ[balanced]}")" "$lr_s")x |
 | capstream, all clips, \`--resample-quality high\` (256-tap) | $n_files | ${CSQ[high]} | $(cps "${CSQ[high]}") | $(ratio "${CSQ[high]}" "$lr_s")x | $(nostart "${CSQ[high]}") | $(ratio "$(nostart "${CSQ[high]}")" "$lr_s")x |
+| capstream, all clips, default (\`fft\`: rubato's FFT resampler, ~1024-frame sub-chunks) | $n_files | $cs_pin | $(cps "$cs_pin") | $(ratio "$cs_pin" "$lr_s")x | $(nostart "$cs_pin") | $(ratio "$(nostart "$cs_pin")" "$lr_s")x |
 
-Every rate pair here is rational with few phases, so each quality resamples with exact filter phases (one dot product per output sample); the tap count is the filter length at the input rate.
+Every rate pair here is rational with few phases, so each sinc quality resamples with exact filter phases (one dot product per output sample); the tap count is the filter length at the input rate. The FFT resampler filters whole sub-chunks in the frequency domain.
 
 librosa's time by step (best full run): $lr_stages.
 librosa's time by step, resampled clips only: $(fmt stages "$lrres_json").
@@ -278,6 +282,8 @@ Parity (capstream .npy vs librosa .npy, dB):
 - Resampled clips: $res_n clips, frame counts equal in $res_eq/$res_n (differences: $frames_diff); abs difference over all cells: median $(f3 "$res_med") dB, mean $(f3 "$res_mean") dB, p99 $(f3 "$res_p99") dB, max $(f3 "$res_max") dB; $(awk -v v="$res_frac" 'BEGIN { printf "%.2f", 100 * v }')% of cells differ by more than 1 dB.
   Largest: $worst.
   Passband only (mel bands whose upper edge is below 85% of the lower of the source and target Nyquist, i.e. outside both resamplers' transition bands): median $(f3 "$res_pb_med") dB, p99 $(f3 "$res_pb_p99") dB, max $(f3 "$res_pb_max") dB ($worst_pb); excluding the first and last 4 frames (windows that reach past the clip edges): max $(f3 "$res_pb_int") dB.
+
+With the 256-tap sinc (\`--resample-quality high\`) instead, resampled clips: median $(f3 "$(field "$cmp_sinc_json" resampled median_abs)") dB, p99 $(f3 "$(field "$cmp_sinc_json" resampled p99_abs)") dB, max $(f3 "$(field "$cmp_sinc_json" resampled max_abs)") dB, $(awk -v v="$(field "$cmp_sinc_json" resampled frac_over_1db)" 'BEGIN { printf "%.2f", 100 * v }')% of cells over 1 dB; passband only: median $(f3 "$(field "$cmp_sinc_json" resampled median_abs_passband)") dB, p99 $(f3 "$(field "$cmp_sinc_json" resampled p99_abs_passband)") dB.
 
 | source rate | clips | median of per-clip median abs diff (dB) | max abs diff (dB) |
 |---|---|---|---|

@@ -61,8 +61,9 @@ pub struct FeaturesArgs {
     /// Longest accepted input, seconds.
     #[arg(long, default_value_t = 600.0)]
     max_seconds: f64,
-    /// Resampling quality: fast, balanced, high.
-    #[arg(long, default_value = "balanced")]
+    /// Resampling: fft (rubato's FFT resampler: the fastest, and the closest to
+    /// librosa's soxr_hq in benches/audio) or fast, balanced, high (64/128/256-tap sinc).
+    #[arg(long, default_value = "fft")]
     resample_quality: Quality,
 }
 
