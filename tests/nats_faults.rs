@@ -269,7 +269,7 @@ fn a_poison_record_is_dead_lettered_and_becomes_an_error_row() {
             message_id: "poison",
             extra: vec![],
         };
-        conn.send(&o, 1, encode(&b).unwrap())
+        conn.send(&o, 1, encode(&b, conn.nats.compression).unwrap())
             .await
             .unwrap()
             .wait()
@@ -486,7 +486,7 @@ fn deliveries_that_run_out_without_an_outcome_are_dead_lettered() {
             extra: vec![],
         };
         let b = decoded_batch("stuck-record");
-        conn.send(&o, 1, encode(&b).unwrap())
+        conn.send(&o, 1, encode(&b, conn.nats.compression).unwrap())
             .await
             .unwrap()
             .wait()

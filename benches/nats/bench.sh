@@ -35,7 +35,7 @@ pq.write_table(pa.table({
 }), sys.argv[1], compression="zstd")
 EOF
 
-model_pipeline() { # $1 mode, $2 name, $3 records per message
+model_pipeline() { # $1 mode, $2 name, $3 records per message, $4 compression (default zstd)
 cat <<EOF
 name = "$2"
 mode = "$1"
@@ -43,6 +43,7 @@ mode = "$1"
 max_rows = 16
 max_delay_ms = 50
 [nats]
+compression = "${4:-zstd}"
 records_per_message = $3
 max_ack_pending = 512
 commit_interval_ms = 500
@@ -83,6 +84,7 @@ EOF
 model_pipeline embedded bench_embedded 1 >"$work/embedded.toml"
 model_pipeline nats bench_nats 1 >"$work/nats.toml"
 model_pipeline nats bench_nats16 16 >"$work/nats16.toml"
+model_pipeline nats bench_nats16_plain 16 none >"$work/nats16_plain.toml"
 load_pipeline 1 bench_load1 >"$work/load1.toml"
 load_pipeline 16 bench_load16 >"$work/load16.toml"
 
@@ -105,12 +107,13 @@ best() { # $1 pipeline, $2 input, rest: extra args
 emb=$(best "$work/embedded.toml" "$work/images.parquet")
 nat=$(best "$work/nats.toml" "$work/images.parquet" --nats "$url")
 nat16=$(best "$work/nats16.toml" "$work/images.parquet" --nats "$url")
+nat16p=$(best "$work/nats16_plain.toml" "$work/images.parquet" --nats "$url")
 l1=$(best "$work/load1.toml" "$work/records.parquet" --nats "$url")
 l16=$(best "$work/load16.toml" "$work/records.parquet" --nats "$url")
 rate() { echo "$1 / $2" | bc -l | xargs printf '%.0f'; }
 
 {
-echo "Command: \`bash benches/nats/bench.sh\`   Date: $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "Command: \`N=$N bash benches/nats/bench.sh\`   Date: $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), nproc=$(nproc), $(uname -sr)"
 echo "Versions: capstream $("$BIN" --version | cut -d' ' -f2) (git $(git rev-parse --short HEAD)), $(/usr/sbin/nats-server --version) (Debian, deploy/nats/single.conf, file storage, loopback)"
 echo "Input: $N synth scenes (128 px PNG, \`dataset synth --seed 7\`) through decode_image -> caption ($MODEL, CPU, batch 16); $LOAD 8-byte records through source -> sink."
@@ -120,8 +123,9 @@ echo "|---|---|---|---|"
 echo "| embedded, decode -> caption | $emb | $(rate "$N" "$emb") | 1.00x |"
 echo "| NATS, decode -> caption, 1 record per message (3 processes + nats-server) | $nat | $(rate "$N" "$nat") | $(echo "$emb / $nat" | bc -l | xargs printf '%.2f')x |"
 echo "| NATS, decode -> caption, 16 records per message | $nat16 | $(rate "$N" "$nat16") | $(echo "$emb / $nat16" | bc -l | xargs printf '%.2f')x |"
+echo "| NATS, decode -> caption, 16 records per message, \`compression = \"none\"\` | $nat16p | $(rate "$N" "$nat16p") | $(echo "$emb / $nat16p" | bc -l | xargs printf '%.2f')x |"
 echo "| NATS, no model, 1 record per message | $l1 | $(rate "$LOAD" "$l1") | |"
 echo "| NATS, no model, 16 records per message | $l16 | $(rate "$LOAD" "$l16") | |"
 echo
-echo "NATS overhead with the model stage: $(echo "($nat / $emb - 1) * 100" | bc -l | xargs printf '%.1f')% at 1 record per message, $(echo "($nat16 / $emb - 1) * 100" | bc -l | xargs printf '%.1f')% at 16 (target <= 15%)."
+echo "NATS overhead with the model stage: $(echo "($nat / $emb - 1) * 100" | bc -l | xargs printf '%.1f')% at 1 record per message, $(echo "($nat16 / $emb - 1) * 100" | bc -l | xargs printf '%.1f')% at 16, $(echo "($nat16p / $emb - 1) * 100" | bc -l | xargs printf '%.1f')% at 16 uncompressed (target <= 15%)."
 } | tee benches/nats/RESULTS.md

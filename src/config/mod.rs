@@ -36,6 +36,19 @@ pub enum NatsStorage {
     Memory,
 }
 
+/// How batch bodies are compressed on the wire (Arrow IPC buffer compression; readers
+/// detect it, so workers with different settings interoperate).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NatsCompression {
+    /// zstd: for links where bytes cost more than CPU.
+    #[default]
+    Zstd,
+    /// None: for loopback or a fast LAN, where compressing decoded pixels spends CPU a
+    /// co-located model could use (benches/nats measures both).
+    None,
+}
+
 /// `[nats]`: distributed mode. Streams and consumers are created (idempotently) from
 /// these settings by every `capstream worker`, `submit` and `sink`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -72,6 +85,8 @@ pub struct NatsConfig {
     pub commit_interval_ms: u64,
     /// How long an idle worker's pull request waits for a first message.
     pub idle_wait_ms: u64,
+    /// Compression of batch bodies in messages.
+    pub compression: NatsCompression,
 }
 
 impl Default for NatsConfig {
@@ -91,6 +106,7 @@ impl Default for NatsConfig {
             max_backlog: 10_000,
             commit_interval_ms: 1_000,
             idle_wait_ms: 2_000,
+            compression: NatsCompression::Zstd,
         }
     }
 }

@@ -23,12 +23,17 @@ use bytes::Bytes;
 use tokio::io::AsyncReadExt;
 
 use super::{headers, nats_err, Connection};
+use crate::config::NatsCompression;
 use crate::error::{Error, Result};
 use crate::schema::SCHEMA_VERSION;
 
-/// Encodes `batch` as one Arrow IPC stream with zstd-compressed buffers.
-pub fn encode(batch: &RecordBatch) -> Result<Bytes> {
-    let opts = IpcWriteOptions::default().try_with_compression(Some(CompressionType::ZSTD))?;
+/// Encodes `batch` as one Arrow IPC stream, its buffers compressed as configured.
+pub fn encode(batch: &RecordBatch, compression: NatsCompression) -> Result<Bytes> {
+    let codec = match compression {
+        NatsCompression::Zstd => Some(CompressionType::ZSTD),
+        NatsCompression::None => None,
+    };
+    let opts = IpcWriteOptions::default().try_with_compression(codec)?;
     let mut w = StreamWriter::try_new_with_options(Vec::new(), &batch.schema(), opts)?;
     w.write(batch)?;
     w.finish()?;
@@ -185,11 +190,15 @@ mod tests {
         b.push("a", Some("a.png"), None, None, Ok(&[7u8; 3000]));
         b.push("b", None, Some(&["a cat".to_string()]), None, Ok(b"xy"));
         let batch = b.finish().unwrap();
-        let bytes = encode(&batch).unwrap();
+        let bytes = encode(&batch, NatsCompression::Zstd).unwrap();
         assert!(bytes.len() < 3000, "zstd compresses the repeated bytes");
         let back = decode(&bytes).unwrap();
         assert_eq!(back, batch);
         assert_eq!(back.schema().metadata(), batch.schema().metadata());
+        // Uncompressed bodies carry the bytes as they are, and decode to the same batch.
+        let plain = encode(&batch, NatsCompression::None).unwrap();
+        assert!(plain.len() > 3000, "{} bytes", plain.len());
+        assert_eq!(decode(&plain).unwrap(), batch);
     }
 
     #[test]

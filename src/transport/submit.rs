@@ -120,7 +120,7 @@ pub async fn run(
         }
         let ids = record_ids(&batch)?;
         let mid = message_id(SOURCE, "", &token, &ids);
-        let payload = encode(&batch)?;
+        let payload = encode(&batch, conn.nats.compression)?;
         let pending = send_retrying(
             &conn,
             &edge.subject,

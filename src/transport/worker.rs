@@ -558,7 +558,7 @@ async fn publish_and_ack(
                 extra: vec![(headers::SUBMISSION, inc.submission.clone())],
             };
             ctx.conn
-                .send(&o, out.num_rows(), encode(&out)?)
+                .send(&o, out.num_rows(), encode(&out, ctx.conn.nats.compression)?)
                 .await
                 .map(Some)
         }
@@ -757,7 +757,7 @@ async fn dead_letter(
                 };
                 let (_, secs) = ctx
                     .conn
-                    .send(&o, out.num_rows(), encode(&out)?)
+                    .send(&o, out.num_rows(), encode(&out, ctx.conn.nats.compression)?)
                     .await?
                     .wait()
                     .await?;
