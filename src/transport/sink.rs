@@ -183,6 +183,27 @@ struct Held {
     claim: Option<String>,
 }
 
+/// The messages held for the open part: their rows, and when the first was held
+/// (the commit interval runs from then). [`commit`] empties it.
+#[derive(Default)]
+struct Pending {
+    held: Vec<Held>,
+    rows: usize,
+    since: Option<Instant>,
+}
+
+impl Pending {
+    fn hold(&mut self, msg: jetstream::Message, claim: Option<String>, rows: usize) {
+        self.held.push(Held { msg, claim });
+        self.rows += rows;
+        self.since.get_or_insert_with(Instant::now);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+}
+
 /// Runs the sink until `shutdown` stops it; commits and acknowledges what it holds,
 /// then returns.
 pub async fn run(
@@ -218,19 +239,17 @@ pub async fn run(
     let pull_max = (n.max_ack_pending as usize).clamp(1, 256);
 
     let mut summary = SinkSummary::default();
-    let mut held: Vec<Held> = Vec::new();
-    let mut held_rows = 0usize;
-    let mut first_held: Option<Instant> = None;
+    let mut pending = Pending::default();
     let mut last_progress = Instant::now();
     loop {
         let stopping = shutdown.is_stopping();
-        if stopping && held.is_empty() {
+        if stopping && pending.is_empty() {
             break;
         }
         let msgs = if stopping {
             Vec::new()
         } else {
-            let wait = match first_held {
+            let wait = match pending.since {
                 None => idle,
                 Some(t) => commit_every
                     .saturating_sub(t.elapsed())
@@ -285,26 +304,22 @@ pub async fn run(
             sm.records_in.inc_by(batch.num_rows() as u64);
             // A part never straddles a commit: commit first if these rows would
             // overflow it.
-            if held_rows > 0 && held_rows + kept.num_rows() > max_file_rows {
+            if pending.rows > 0 && pending.rows + kept.num_rows() > max_file_rows {
                 commit(
                     &conn,
                     &mut *sink,
                     &dir,
                     &index,
                     &in_flight,
-                    &mut held,
+                    &mut pending,
                     &sm,
                     &mut summary,
                 )
                 .await?;
-                held_rows = 0;
-                first_held = None;
             }
             if kept.num_rows() > 0 {
                 let early = tokio::task::block_in_place(|| sink.write(&kept))?;
-                held_rows += kept.num_rows();
-                held.push(Held { msg, claim });
-                first_held.get_or_insert_with(Instant::now);
+                pending.hold(msg, claim, kept.num_rows());
                 if !early.is_empty() {
                     // The sink closed a part on its own (byte limit): commit the rest
                     // too, so that every held message is covered.
@@ -315,36 +330,31 @@ pub async fn run(
                         &dir,
                         &index,
                         &in_flight,
-                        &mut held,
+                        &mut pending,
                         &sm,
                         &mut summary,
                     )
                     .await?;
-                    held_rows = 0;
-                    first_held = None;
                 }
             } else {
-                held.push(Held { msg, claim });
-                first_held.get_or_insert_with(Instant::now);
+                pending.hold(msg, claim, 0);
             }
         }
-        let due = first_held.is_some_and(|t| t.elapsed() >= commit_every);
-        if !held.is_empty() && (due || !got_any || stopping || held_rows >= max_file_rows) {
+        let due = pending.since.is_some_and(|t| t.elapsed() >= commit_every);
+        if !pending.is_empty() && (due || !got_any || stopping || pending.rows >= max_file_rows) {
             commit(
                 &conn,
                 &mut *sink,
                 &dir,
                 &index,
                 &in_flight,
-                &mut held,
+                &mut pending,
                 &sm,
                 &mut summary,
             )
             .await?;
-            held_rows = 0;
-            first_held = None;
-        } else if !held.is_empty() && last_progress.elapsed() >= progress_every {
-            for h in &held {
+        } else if !pending.is_empty() && last_progress.elapsed() >= progress_every {
+            for h in &pending.held {
                 let _ = h.msg.ack_with(AckKind::Progress).await;
             }
             last_progress = Instant::now();
@@ -371,7 +381,8 @@ fn report(
     Ok(())
 }
 
-/// Commits the open part, indexes it, then acknowledges every held message.
+/// Commits the open part, indexes it, then acknowledges every held message and
+/// empties `pending`.
 #[allow(clippy::too_many_arguments)]
 async fn commit(
     conn: &Connection,
@@ -379,7 +390,7 @@ async fn commit(
     dir: &Path,
     index: &IdIndex,
     in_flight: &DashSet<String>,
-    held: &mut Vec<Held>,
+    pending: &mut Pending,
     sm: &crate::telemetry::StageMetrics,
     summary: &mut SinkSummary,
 ) -> Result<()> {
@@ -391,6 +402,7 @@ async fn commit(
     in_flight.clear();
     sm.batches.inc();
     sm.beat();
+    let held = std::mem::take(pending).held;
     let acks = futures_util::future::join_all(held.iter().map(|h| h.msg.double_ack())).await;
     for (h, r) in held.iter().zip(acks) {
         match r {
@@ -403,7 +415,6 @@ async fn commit(
             Err(e) => tracing::warn!(error = %e, "Acknowledgement not confirmed."),
         }
     }
-    held.clear();
     Ok(())
 }
 
