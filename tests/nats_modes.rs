@@ -11,10 +11,15 @@ use crate::util::{capstream, read_output, repo, run_pipeline, write_images};
 
 /// A decode → caption (tiny_b) pipeline in `mode`; `nats` is the `[nats]` table.
 fn pipeline_text(mode: &str, nats: &str) -> String {
+    pipeline_named("modes", mode, nats, false)
+}
+
+/// The same, named `name`; with `chain`, caption runs in decode_image's workers.
+fn pipeline_named(name: &str, mode: &str, nats: &str, chain: bool) -> String {
     let model = repo().join("tests/fixtures/blip/tiny_b");
     format!(
         r#"
-name = "modes"
+name = "{name}"
 mode = "{mode}"
 [batch]
 max_rows = 4
@@ -27,6 +32,7 @@ type = "decode_image"
 workers = 1
 [[stage]]
 type = "caption"
+chain = {chain}
 model = "{}"
 device = "cpu"
 max_new_tokens = 8
@@ -96,37 +102,7 @@ fn nats_and_embedded_modes_write_the_same_rows() {
 
     // max_payload at its floor: every batch with image bytes or pixels goes through
     // the Object Store (claim check), the rest inline.
-    let nats_dir = dir.path().join("nats");
-    std::fs::create_dir_all(&nats_dir).unwrap();
-    let nats = crate::util::pipeline(
-        &nats_dir,
-        &pipeline_text(
-            "nats",
-            "[nats]\nmax_payload = 1024\ncommit_interval_ms = 200\nidle_wait_ms = 300\n",
-        ),
-    );
-    let out_nats = dir.path().join("out-nats");
-    let url = server.url();
-    let r = capstream(&[
-        "run",
-        "--pipeline",
-        nats.to_str().unwrap(),
-        "--nats",
-        &url,
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        out_nats.to_str().unwrap(),
-        "--no-progress",
-    ]);
-    let stderr = String::from_utf8_lossy(&r.stderr);
-    assert!(r.status.success(), "{stderr}");
-    let stdout = String::from_utf8_lossy(&r.stdout);
-    assert!(
-        stdout.contains("15 records submitted, 15 ids committed"),
-        "{stdout}"
-    );
-
+    let out_nats = run_nats(&server, dir.path(), &input, "modes", false);
     let a = rows_by_id(&read_output(&out_emb));
     let b = rows_by_id(&read_output(&out_nats));
     assert_eq!(a.len(), 15);
@@ -146,6 +122,81 @@ fn nats_and_embedded_modes_write_the_same_rows() {
     assert!(
         out_nats.join("_ids").is_dir(),
         "the sink keeps its id index with the output"
+    );
+
+    // Chained: caption runs on decode_image's stage thread, the pixels never cross
+    // the wire, and the rows are still the same.
+    let out_chained = run_nats(&server, dir.path(), &input, "chained", true);
+    let c = rows_by_id(&read_output(&out_chained));
+    assert_eq!(c.len(), 15);
+    for (id, row) in &a {
+        assert_same_row(id, row, &c[id]);
+    }
+}
+
+/// `capstream run` of the NATS variant of the pipeline (named `name`) over `input`;
+/// returns the output folder.
+fn run_nats(
+    server: &NatsServer,
+    dir: &std::path::Path,
+    input: &std::path::Path,
+    name: &str,
+    chain: bool,
+) -> std::path::PathBuf {
+    // max_payload at its floor: every batch with image bytes or pixels goes through
+    // the Object Store (claim check), the rest inline.
+    let pdir = dir.join(name);
+    std::fs::create_dir_all(&pdir).unwrap();
+    let p = crate::util::pipeline(
+        &pdir,
+        &pipeline_named(
+            name,
+            "nats",
+            "[nats]\nmax_payload = 1024\ncommit_interval_ms = 200\nidle_wait_ms = 300\n",
+            chain,
+        ),
+    );
+    let out = dir.join(format!("out-{name}"));
+    let r = capstream(&[
+        "run",
+        "--pipeline",
+        p.to_str().unwrap(),
+        "--nats",
+        &server.url(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--no-progress",
+    ]);
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(r.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&r.stdout);
+    assert!(
+        stdout.contains("15 records submitted, 15 ids committed"),
+        "{stdout}"
+    );
+    out
+}
+
+#[test]
+fn a_chained_stage_has_no_worker_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = crate::util::pipeline(dir.path(), &pipeline_named("c", "nats", "", true));
+    let r = capstream(&[
+        "worker",
+        "--stage",
+        "caption",
+        "--pipeline",
+        p.to_str().unwrap(),
+        "--nats",
+        "nats://127.0.0.1:1",
+    ]);
+    assert!(!r.status.success());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains("chain = true") && err.contains("--stage decode_image@1"),
+        "{err}"
     );
 }
 

@@ -4,6 +4,10 @@
 # throughput of a no-model pipeline (source -> NATS -> exactly-once Parquet sink).
 # Debian's nats-server with deploy/nats/single.conf, loopback, store on local disk.
 #   bash benches/nats/bench.sh            # N=400 model images, LOAD=20000 records
+#   HEAVY=24 bash benches/nats/bench.sh   # also 24 images through a BLIP-base-sized model
+#                                         # (target/bench-data/blip/base, made by
+#                                         # benches/blip/bench.sh), batch 8, both modes
+# OUT=FILE writes the results elsewhere (default benches/nats/RESULTS.md).
 # Writes benches/nats/RESULTS.md; best of 2 runs per row, whole-process wall clock
 # (capstream run starts its workers and sink as child processes in NATS mode).
 set -euo pipefail
@@ -13,6 +17,9 @@ PY=${PY:-.venv/bin/python}
 N=${N:-400}
 LOAD=${LOAD:-20000}
 MODEL=${MODEL:-models/default}
+HEAVY=${HEAVY:-0}
+HEAVY_MODEL=${HEAVY_MODEL:-target/bench-data/blip/base}
+OUT=${OUT:-benches/nats/RESULTS.md}
 work=$(mktemp -d)
 server=""
 cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$work"; }
@@ -35,7 +42,7 @@ pq.write_table(pa.table({
 }), sys.argv[1], compression="zstd")
 EOF
 
-model_pipeline() { # $1 mode, $2 name, $3 records per message, $4 compression (default zstd)
+model_pipeline() { # $1 mode, $2 name, $3 records per message, $4 compression (default zstd), $5 chain (default false), $6 model (default $MODEL), $7 model batch (default 16)
 cat <<EOF
 name = "$2"
 mode = "$1"
@@ -54,10 +61,12 @@ type = "parquet"
 type = "decode_image"
 [[stage]]
 type = "caption"
-model = "$PWD/$MODEL"
+chain = ${5:-false}
+model = "$PWD/${6:-$MODEL}"
 device = "cpu"
+max_new_tokens = 20
 [stage.batch]
-max_rows = 16
+max_rows = ${7:-16}
 max_delay_ms = 100
 [sink]
 type = "parquet"
@@ -85,6 +94,8 @@ model_pipeline embedded bench_embedded 1 >"$work/embedded.toml"
 model_pipeline nats bench_nats 1 >"$work/nats.toml"
 model_pipeline nats bench_nats16 16 >"$work/nats16.toml"
 model_pipeline nats bench_nats16_plain 16 none >"$work/nats16_plain.toml"
+model_pipeline nats bench_chain 1 zstd true >"$work/chain.toml"
+model_pipeline nats bench_chain16 16 zstd true >"$work/chain16.toml"
 load_pipeline 1 bench_load1 >"$work/load1.toml"
 load_pipeline 16 bench_load16 >"$work/load16.toml"
 
@@ -108,8 +119,20 @@ emb=$(best "$work/embedded.toml" "$work/images.parquet")
 nat=$(best "$work/nats.toml" "$work/images.parquet" --nats "$url")
 nat16=$(best "$work/nats16.toml" "$work/images.parquet" --nats "$url")
 nat16p=$(best "$work/nats16_plain.toml" "$work/images.parquet" --nats "$url")
+ch=$(best "$work/chain.toml" "$work/images.parquet" --nats "$url")
+ch16=$(best "$work/chain16.toml" "$work/images.parquet" --nats "$url")
 l1=$(best "$work/load1.toml" "$work/records.parquet" --nats "$url")
 l16=$(best "$work/load16.toml" "$work/records.parquet" --nats "$url")
+if [ "$HEAVY" -gt 0 ]; then
+  [ -s "$HEAVY_MODEL/model.safetensors" ] || { echo "no $HEAVY_MODEL: run benches/blip/bench.sh first" >&2; exit 1; }
+  "$BIN" dataset synth --count "$HEAVY" --no-speak --size 384 --seed 8 --out "$work/heavy.parquet" >/dev/null
+  model_pipeline embedded bench_heavy_emb 1 zstd false "$HEAVY_MODEL" 8 >"$work/heavy_emb.toml"
+  model_pipeline nats bench_heavy_nats 1 zstd false "$HEAVY_MODEL" 8 >"$work/heavy_nats.toml"
+  model_pipeline nats bench_heavy_chain 1 zstd true "$HEAVY_MODEL" 8 >"$work/heavy_chain.toml"
+  hemb=$(best "$work/heavy_emb.toml" "$work/heavy.parquet")
+  hnat=$(best "$work/heavy_nats.toml" "$work/heavy.parquet" --nats "$url")
+  hch=$(best "$work/heavy_chain.toml" "$work/heavy.parquet" --nats "$url")
+fi
 rate() { echo "$1 / $2" | bc -l | xargs printf '%.0f'; }
 
 {
@@ -124,8 +147,22 @@ echo "| embedded, decode -> caption | $emb | $(rate "$N" "$emb") | 1.00x |"
 echo "| NATS, decode -> caption, 1 record per message (3 processes + nats-server) | $nat | $(rate "$N" "$nat") | $(echo "$emb / $nat" | bc -l | xargs printf '%.2f')x |"
 echo "| NATS, decode -> caption, 16 records per message | $nat16 | $(rate "$N" "$nat16") | $(echo "$emb / $nat16" | bc -l | xargs printf '%.2f')x |"
 echo "| NATS, decode -> caption, 16 records per message, \`compression = \"none\"\` | $nat16p | $(rate "$N" "$nat16p") | $(echo "$emb / $nat16p" | bc -l | xargs printf '%.2f')x |"
+echo "| NATS, decode + caption chained (\`chain = true\`: one worker, pixels stay in it), 1 record per message | $ch | $(rate "$N" "$ch") | $(echo "$emb / $ch" | bc -l | xargs printf '%.2f')x |"
+echo "| NATS, decode + caption chained, 16 records per message | $ch16 | $(rate "$N" "$ch16") | $(echo "$emb / $ch16" | bc -l | xargs printf '%.2f')x |"
 echo "| NATS, no model, 1 record per message | $l1 | $(rate "$LOAD" "$l1") | |"
 echo "| NATS, no model, 16 records per message | $l16 | $(rate "$LOAD" "$l16") | |"
 echo
-echo "NATS overhead with the model stage: $(echo "($nat / $emb - 1) * 100" | bc -l | xargs printf '%.1f')% at 1 record per message, $(echo "($nat16 / $emb - 1) * 100" | bc -l | xargs printf '%.1f')% at 16, $(echo "($nat16p / $emb - 1) * 100" | bc -l | xargs printf '%.1f')% at 16 uncompressed (target <= 15%)."
-} | tee benches/nats/RESULTS.md
+echo "NATS overhead with the model stage: $(echo "($nat / $emb - 1) * 100" | bc -l | xargs printf '%.1f')% at 1 record per message, $(echo "($nat16 / $emb - 1) * 100" | bc -l | xargs printf '%.1f')% at 16, $(echo "($nat16p / $emb - 1) * 100" | bc -l | xargs printf '%.1f')% at 16 uncompressed; chained: $(echo "($ch / $emb - 1) * 100" | bc -l | xargs printf '%.1f')% at 1 record per message, $(echo "($ch16 / $emb - 1) * 100" | bc -l | xargs printf '%.1f')% at 16 (target <= 15%)."
+if [ "$HEAVY" -gt 0 ]; then
+echo
+echo "With a BLIP-base-sized model ($HEAVY_MODEL: 224 M parameters, 384 px, random weights, 20 new tokens, batch 8) on $HEAVY synth scenes at 384 px:"
+echo
+echo "| what | seconds | records/s | vs embedded |"
+echo "|---|---|---|---|"
+echo "| embedded, decode -> caption | $hemb | $(echo "$HEAVY / $hemb" | bc -l | xargs printf '%.2f') | 1.00x |"
+echo "| NATS, decode -> caption, 1 record per message | $hnat | $(echo "$HEAVY / $hnat" | bc -l | xargs printf '%.2f') | $(echo "$hemb / $hnat" | bc -l | xargs printf '%.2f')x |"
+echo "| NATS, decode + caption chained, 1 record per message | $hch | $(echo "$HEAVY / $hch" | bc -l | xargs printf '%.2f') | $(echo "$hemb / $hch" | bc -l | xargs printf '%.2f')x |"
+echo
+echo "NATS overhead with the BLIP-base-sized model: $(echo "($hnat / $hemb - 1) * 100" | bc -l | xargs printf '%.1f')% unchained, $(echo "($hch / $hemb - 1) * 100" | bc -l | xargs printf '%.1f')% chained (target <= 15%)."
+fi
+} | tee "$OUT"

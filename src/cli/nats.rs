@@ -22,7 +22,7 @@ use capstream::stages::StageConfig;
 use capstream::telemetry::{self, Metrics};
 use capstream::transport::sink::{IdIndex, SinkOptions};
 use capstream::transport::submit::SubmitOptions;
-use capstream::transport::worker::{find_stage, WorkerOptions};
+use capstream::transport::worker::{chain_label, find_stage, WorkerOptions};
 use capstream::transport::{sink, submit, worker, Connection};
 
 /// `--nats` and `--metrics-addr`, shared by the distributed commands.
@@ -113,10 +113,11 @@ pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
     plan.model_override = args.model;
     plan.audio_model_override = args.audio_model;
     let stage = find_stage(&plan, &args.stage)?;
-    let name = plan.config.stages[stage].name();
+    let chain = plan.config.chain(stage);
+    let name = chain_label(&plan.config.stages[chain.clone()]);
     let concurrency = args
         .concurrency
-        .unwrap_or_else(|| plan.config.stages[stage].workers());
+        .unwrap_or_else(|| plan.config.chain_workers(chain));
     runtime()?.block_on(async move {
         let conn =
             Connection::open(&url, &format!("capstream worker {name}"), &plan.config).await?;
@@ -291,12 +292,16 @@ pub(super) fn run_local(
             Ok(())
         };
         for (i, s) in plan.config.stages.iter().enumerate() {
+            if s.chained() {
+                continue; // runs in its chain's worker
+            }
+            let chain = plan.config.chain(i);
             let mut extra = vec![
                 "worker".to_string(),
                 "--stage".into(),
                 format!("{}@{}", s.name(), i + 1),
                 "--concurrency".into(),
-                s.workers().to_string(),
+                plan.config.chain_workers(chain.clone()).to_string(),
             ];
             if let Some(m) = &args.model {
                 extra.extend(["--model".into(), m.display().to_string()]);
@@ -304,7 +309,10 @@ pub(super) fn run_local(
             if let Some(m) = &args.audio_model {
                 extra.extend(["--audio-model".into(), m.display().to_string()]);
             }
-            spawn(format!("worker {}", s.name()), extra)?;
+            spawn(
+                format!("worker {}", chain_label(&plan.config.stages[chain])),
+                extra,
+            )?;
         }
         spawn(
             "sink".into(),

@@ -260,11 +260,46 @@ impl PipelineConfig {
             }
             s.validate()
                 .map_err(|e| Error::Config(format!("stage {} ({}): {e}", i + 1, s.name())))?;
+            if i == 0 && s.chained() {
+                return Err(Error::Config(format!(
+                    "stage 1 ({}): chain = true needs a stage before it",
+                    s.name()
+                )));
+            }
         }
         self.source.validate()?;
         self.sink.validate()?;
         self.nats.validate()?;
         Ok(())
+    }
+
+    /// The stages run by the worker of stage `head` in distributed mode: `head` and
+    /// every `chain = true` stage right after it.
+    pub fn chain(&self, head: usize) -> std::ops::Range<usize> {
+        let end = (head + 1..self.stages.len())
+            .find(|&j| !self.stages[j].chained())
+            .unwrap_or(self.stages.len());
+        head..end
+    }
+
+    /// Micro-batching of a chain: the smallest `[stage.batch]` among its stages (a
+    /// worker never holds more messages than its model stage takes in one batch),
+    /// else the pipeline's.
+    pub fn chain_batch(&self, chain: std::ops::Range<usize>) -> BatchConfig {
+        self.stages[chain]
+            .iter()
+            .filter_map(|s| s.batch())
+            .min_by_key(|b| b.max_rows)
+            .unwrap_or(self.batch)
+    }
+
+    /// Stage threads of a chain's worker: the most any of its stages asks for.
+    pub fn chain_workers(&self, chain: std::ops::Range<usize>) -> usize {
+        self.stages[chain]
+            .iter()
+            .map(|s| s.workers())
+            .max()
+            .unwrap_or(1)
     }
 
     /// Resolves a path written in the pipeline file relative to the file's folder.
@@ -327,5 +362,34 @@ type = "parquet"
         let text = format!("{MINIMAL}\n[batch]\nmax_rows = 0\n");
         let err = PipelineConfig::parse(&text, Path::new("p.toml")).unwrap_err();
         assert!(err.to_string().contains("max_rows"), "{err}");
+    }
+
+    #[test]
+    fn chains_group_a_stage_with_the_chain_true_stages_after_it() {
+        let text = format!(
+            "{MINIMAL}
+[[stage]]
+type = \"decode_image\"
+workers = 2
+[[stage]]
+type = \"caption\"
+model = \"m\"
+chain = true
+[stage.batch]
+max_rows = 8
+[[stage]]
+type = \"speak\"
+"
+        );
+        let cfg = PipelineConfig::parse(&text, Path::new("p.toml")).unwrap();
+        assert_eq!(cfg.chain(0), 0..2);
+        assert_eq!(cfg.chain(2), 2..3);
+        assert_eq!(cfg.chain_batch(0..2).max_rows, 8, "the model stage's batch");
+        assert_eq!(cfg.chain_batch(2..3), cfg.batch);
+        assert_eq!(cfg.chain_workers(0..2), 2);
+
+        let first = text.replacen("workers = 2", "workers = 2\nchain = true", 1);
+        let err = PipelineConfig::parse(&first, Path::new("p.toml")).unwrap_err();
+        assert!(err.to_string().contains("stage 1"), "{err}");
     }
 }

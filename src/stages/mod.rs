@@ -60,6 +60,18 @@ impl StageConfig {
         }
     }
 
+    /// Whether the stage runs inside the previous stage's worker (distributed mode).
+    pub fn chained(&self) -> bool {
+        match self {
+            StageConfig::DecodeImage(c) => c.chain,
+            StageConfig::Caption(c) => c.chain,
+            StageConfig::Features(c) => c.chain,
+            StageConfig::Speak(c) => c.chain,
+            StageConfig::NeuralAudio(c) => c.chain,
+            StageConfig::Score(c) => c.chain,
+        }
+    }
+
     /// Micro-batching that overrides the pipeline's, if set.
     pub fn batch(&self) -> Option<BatchConfig> {
         match self {

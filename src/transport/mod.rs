@@ -100,6 +100,9 @@ pub struct EdgeNames {
     pub dead_letter_subject: String,
     /// The server's max-deliveries advisory for this edge's consumer.
     pub advisory_subject: String,
+    /// The edge runs inside one worker (its consumer has `chain = true`): no stream,
+    /// no consumer, nothing on the wire.
+    pub internal: bool,
 }
 
 impl EdgeNames {
@@ -160,6 +163,7 @@ impl Topology {
             let subject = format!("{prefix}.{pipe}.{i:02}.{to}");
             edges.push(EdgeNames {
                 index: i,
+                internal: i < n && cfg.stages[i].chained(),
                 advisory_subject: format!(
                     "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{to}"
                 ),
@@ -178,10 +182,14 @@ impl Topology {
         }
     }
 
+    /// The edges that travel over NATS (all but those inside a chain).
+    pub fn wire_edges(&self) -> impl Iterator<Item = &EdgeNames> {
+        self.edges.iter().filter(|e| !e.internal)
+    }
+
     /// Subjects of the dead-letter stream.
     pub fn dead_letter_subjects(&self) -> Vec<String> {
-        self.edges
-            .iter()
+        self.wire_edges()
             .map(|e| e.dead_letter_subject.clone())
             .collect()
     }
@@ -310,9 +318,21 @@ impl Connection {
         })
     }
 
+    /// Edge `i`, which must travel over NATS.
+    fn wire_edge(&self, i: usize) -> Result<&EdgeNames> {
+        match self.topology.edges.get(i) {
+            Some(e) if !e.internal => Ok(e),
+            Some(e) => Err(Error::Config(format!(
+                "{} has chain = true: it runs in the worker of {}, not on its own",
+                e.to, e.from
+            ))),
+            None => Err(Error::Runtime(format!("no edge {i}"))),
+        }
+    }
+
     /// The durable pull consumer of edge `i`.
     pub async fn consumer(&self, i: usize) -> Result<consumer::PullConsumer> {
-        let e = &self.topology.edges[i];
+        let e = self.wire_edge(i)?;
         let s = self
             .js
             .get_stream(&e.stream)
@@ -326,7 +346,7 @@ impl Connection {
     /// Messages still in edge `i`'s stream (WorkQueue: not yet acknowledged by its
     /// consumer) plus those delivered and not acknowledged.
     pub async fn backlog(&self, i: usize) -> Result<u64> {
-        let e = &self.topology.edges[i];
+        let e = self.wire_edge(i)?;
         let s = self
             .js
             .get_stream(&e.stream)
@@ -338,8 +358,8 @@ impl Connection {
     /// True when every edge stream is empty: every record submitted so far reached
     /// the sink's committed output or the dead-letter stream.
     pub async fn drained(&self) -> Result<bool> {
-        for i in 0..self.topology.edges.len() {
-            if self.backlog(i).await? > 0 {
+        for e in self.topology.wire_edges() {
+            if self.backlog(e.index).await? > 0 {
                 return Ok(false);
             }
         }
@@ -354,62 +374,64 @@ fn storage(s: NatsStorage) -> stream::StorageType {
     }
 }
 
-/// Creates or updates one stream; retried because several processes starting at once
-/// race on the create.
-async fn put_stream(js: &jetstream::Context, config: stream::Config) -> Result<()> {
-    let mut last = None;
+/// Runs `op` up to five times, 100 ms × attempt apart; the last error names `what`.
+/// Several processes starting at once race on creating the same streams and consumers.
+async fn retrying<F, Fut>(what: &str, mut op: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<(), String>>,
+{
+    let mut last = String::new();
     for attempt in 0..5u64 {
-        match js.create_or_update_stream(config.clone()).await {
-            Ok(_) => return Ok(()),
+        match op().await {
+            Ok(()) => return Ok(()),
             Err(e) => {
-                last = Some(e.to_string());
+                last = e;
                 tokio::time::sleep(Duration::from_millis(100 * (attempt + 1))).await;
             }
         }
     }
     Err(Error::Nats(format!(
-        "cannot create or update stream {}: {}",
-        config.name,
-        last.unwrap_or_default()
+        "cannot create or update {what}: {last}"
     )))
 }
 
+/// Creates or updates one stream.
+async fn put_stream(js: &jetstream::Context, config: stream::Config) -> Result<()> {
+    retrying(&format!("stream {}", config.name), || async {
+        js.create_or_update_stream(config.clone())
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })
+    .await
+}
+
+/// Creates or updates one durable consumer. On 2.9 a durable create with an equal
+/// config is a no-op and a changed one an update, so this is idempotent.
 async fn put_consumer(
     js: &jetstream::Context,
     stream_name: &str,
     config: consumer::pull::Config,
 ) -> Result<()> {
     let name = config.durable_name.clone().unwrap_or_default();
-    let mut last = None;
-    for attempt in 0..5u64 {
-        let s = match js.get_stream(stream_name).await {
-            Ok(s) => s,
-            Err(e) => {
-                last = Some(e.to_string());
-                tokio::time::sleep(Duration::from_millis(100 * (attempt + 1))).await;
-                continue;
-            }
-        };
-        // On 2.9 a durable create with an equal config is a no-op and a changed one
-        // an update, so this is idempotent.
-        match s.create_consumer(config.clone()).await {
-            Ok(_) => return Ok(()),
-            Err(e) => {
-                last = Some(e.to_string());
-                tokio::time::sleep(Duration::from_millis(100 * (attempt + 1))).await;
-            }
-        }
-    }
-    Err(Error::Nats(format!(
-        "cannot create or update consumer {name} on {stream_name}: {}",
-        last.unwrap_or_default()
-    )))
+    retrying(&format!("consumer {name} on {stream_name}"), || async {
+        let s = js
+            .get_stream(stream_name)
+            .await
+            .map_err(|e| e.to_string())?;
+        s.create_consumer(config.clone())
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })
+    .await
 }
 
 /// Streams and consumers of the pipeline, created or brought to the file's settings.
 async fn ensure(js: &jetstream::Context, t: &Topology, n: &NatsConfig) -> Result<()> {
     let max_msg = i32::try_from(n.max_payload + HEADER_ROOM).unwrap_or(i32::MAX);
-    for e in &t.edges {
+    for e in t.wire_edges() {
         put_stream(
             js,
             stream::Config {
@@ -463,7 +485,7 @@ async fn ensure(js: &jetstream::Context, t: &Topology, n: &NatsConfig) -> Result
         js,
         stream::Config {
             name: t.advisory_stream.clone(),
-            subjects: t.edges.iter().map(|e| e.advisory_subject.clone()).collect(),
+            subjects: t.wire_edges().map(|e| e.advisory_subject.clone()).collect(),
             retention: stream::RetentionPolicy::WorkQueue,
             storage: storage(n.storage),
             num_replicas: n.replicas,
@@ -472,7 +494,7 @@ async fn ensure(js: &jetstream::Context, t: &Topology, n: &NatsConfig) -> Result
         },
     )
     .await?;
-    for e in &t.edges {
+    for e in t.wire_edges() {
         put_consumer(
             js,
             &t.advisory_stream,
@@ -643,6 +665,26 @@ type = "parquet"
             "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.CAPSTREAM_MY_PIPE_01_SINK.sink"
         );
         assert_eq!(t.claims_bucket, "CAPSTREAM_MY_PIPE_CLAIMS");
+        assert!(t.wire_edges().all(|e| !e.internal));
+    }
+
+    #[test]
+    fn a_chained_stage_has_no_edge_on_the_wire() {
+        let text = P.replace(
+            "[sink]",
+            "[[stage]]\ntype = \"speak\"\nchain = true\n[sink]",
+        );
+        let cfg = PipelineConfig::parse(&text, Path::new("p.toml")).unwrap();
+        let t = Topology::new(&cfg);
+        assert_eq!(t.edges.len(), 3);
+        assert!(
+            t.edges[1].internal,
+            "decode_image -> speak stays in one worker"
+        );
+        let wire: Vec<&str> = t.wire_edges().map(|e| e.to.as_str()).collect();
+        assert_eq!(wire, ["decode_image", SINK]);
+        assert_eq!(t.edges[2].from, "speak");
+        assert_eq!(t.dead_letter_subjects().len(), 2);
     }
 
     #[test]

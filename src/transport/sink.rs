@@ -251,9 +251,7 @@ pub async fn run(
         } else {
             let wait = match pending.since {
                 None => idle,
-                Some(t) => commit_every
-                    .saturating_sub(t.elapsed())
-                    .max(Duration::from_millis(10)),
+                Some(t) => commit_every.saturating_sub(t.elapsed()),
             };
             match pull(&consumer, pull_max, wait, Duration::ZERO).await {
                 Ok(m) => m,

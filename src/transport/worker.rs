@@ -42,7 +42,7 @@ use super::{
     Connection, EdgeNames, REASON_MAX_DELIVER, REASON_STAGE_ERROR, REASON_UNDECODABLE,
 };
 use crate::error::{Error, Result};
-use crate::pipeline::{BuildContext, Plan, Shutdown};
+use crate::pipeline::{BuildContext, Plan, Shutdown, Stage};
 use crate::schema::{check_compatible, with_columns, ErrorKind};
 use crate::stages::StageConfig;
 use crate::telemetry::{Metrics, StageMetrics};
@@ -70,9 +70,34 @@ pub struct WorkerSummary {
     pub dead_lettered: u64,
 }
 
+/// The name a chain of stages goes by in metrics, logs and message ids: its stages'
+/// names joined by `+` (just the stage's name for a chain of one).
+pub fn chain_label(stages: &[StageConfig]) -> String {
+    stages
+        .iter()
+        .map(StageConfig::name)
+        .collect::<Vec<_>>()
+        .join("+")
+}
+
 /// Finds a stage by name; an ambiguous name (the same stage type twice) must be given
-/// as `NAME@INDEX` (1-based, as `capstream validate` lists them).
+/// as `NAME@INDEX` (1-based, as `capstream validate` lists them). A stage with
+/// `chain = true` has no worker of its own: its chain's first stage names the worker.
 pub fn find_stage(plan: &Plan, name: &str) -> Result<usize> {
+    let i = locate(plan, name)?;
+    let stages = &plan.config.stages;
+    let head = (0..=i).rev().find(|&h| !stages[h].chained()).unwrap_or(0);
+    if head == i {
+        return Ok(i);
+    }
+    let h = stages[head].name();
+    Err(Error::Config(format!(
+        "--stage {name}: it has chain = true and runs in the worker of {h}; start --stage {h}@{}",
+        head + 1
+    )))
+}
+
+fn locate(plan: &Plan, name: &str) -> Result<usize> {
     if let Some((n, i)) = name.split_once('@') {
         let i: usize = i
             .parse()
@@ -111,23 +136,40 @@ struct Job {
     reply: oneshot::Sender<Result<Vec<RecordBatch>>>,
 }
 
-/// A thread owning one built stage.
+/// A thread owning the built stages of one chain (usually a single stage).
 struct StageThread {
     jobs: flume::Sender<Job>,
-    name: &'static str,
+    name: String,
+}
+
+/// Runs `batch` through `stages` in order, as embedded mode's channels would.
+fn run_chain(stages: &mut [Box<dyn Stage>], batch: RecordBatch) -> Result<Vec<RecordBatch>> {
+    let mut batches = vec![batch];
+    for stage in stages.iter_mut() {
+        let mut out = Vec::new();
+        for b in batches {
+            stage.process(b, &mut out)?;
+        }
+        batches = out;
+    }
+    Ok(batches)
 }
 
 impl StageThread {
-    /// Builds the stage on a new thread; returns once it is built and started.
-    async fn start(cfg: StageConfig, cx: BuildContext) -> Result<StageThread> {
+    /// Builds the stages on a new thread; returns once they are built and started.
+    async fn start(cfgs: Vec<StageConfig>, cx: BuildContext) -> Result<StageThread> {
         let (jobs, rx) = flume::bounded::<Job>(1);
         let (ready_tx, ready) = oneshot::channel::<Result<()>>();
-        let name = cfg.name();
+        let name = chain_label(&cfgs);
+        let thread_name = name.clone();
         std::thread::Builder::new()
             .name(format!("{name} stage"))
             .spawn(move || {
-                let built = cfg.build(&cx).and_then(|mut s| s.start().map(|_| s));
-                let mut stage = match built {
+                let built: Result<Vec<Box<dyn Stage>>> = cfgs
+                    .iter()
+                    .map(|cfg| cfg.build(&cx).and_then(|mut s| s.start().map(|_| s)))
+                    .collect();
+                let mut stages = match built {
                     Ok(s) => {
                         let _ = ready_tx.send(Ok(()));
                         s
@@ -138,13 +180,11 @@ impl StageThread {
                     }
                 };
                 while let Ok(job) = rx.recv() {
-                    let mut out = Vec::new();
-                    let r = catch_unwind(AssertUnwindSafe(|| stage.process(job.batch, &mut out)));
+                    let r = catch_unwind(AssertUnwindSafe(|| run_chain(&mut stages, job.batch)));
                     let r = match r {
-                        Ok(Ok(())) => Ok(out),
-                        Ok(Err(e)) => Err(e),
+                        Ok(r) => r,
                         Err(p) => Err(Error::Stage {
-                            stage: name.to_string(),
+                            stage: thread_name.clone(),
                             message: format!(
                                 "panicked: {}",
                                 p.downcast_ref::<String>()
@@ -158,15 +198,17 @@ impl StageThread {
                 }
                 // Stages hold nothing back between batches in distributed mode; a
                 // stage that did would lose it here, so say so.
-                let mut out = Vec::new();
-                if stage.flush(&mut out).is_ok() && !out.is_empty() {
-                    tracing::error!(
-                        stage = name,
-                        rows = out.iter().map(|b| b.num_rows()).sum::<usize>(),
-                        "Stage flushed rows at shutdown that distributed mode cannot deliver."
-                    );
+                for (stage, cfg) in stages.iter_mut().zip(&cfgs) {
+                    let mut out = Vec::new();
+                    if stage.flush(&mut out).is_ok() && !out.is_empty() {
+                        tracing::error!(
+                            stage = cfg.name(),
+                            rows = out.iter().map(|b| b.num_rows()).sum::<usize>(),
+                            "Stage flushed rows at shutdown that distributed mode cannot deliver."
+                        );
+                    }
+                    let _ = stage.close();
                 }
-                let _ = stage.close();
             })
             .map_err(|e| Error::io("stage thread", e))?;
         ready
@@ -186,6 +228,13 @@ impl StageThread {
     }
 }
 
+/// The shortest expiry a pull request is given. A request that expires within a few
+/// milliseconds can lapse on nats-server 2.9 without the 408 that ends it, and
+/// async-nats then waits out its own 5 s of slack: the sink, asking for what fits
+/// before a commit falls due, stalled 5.5 s at a time that way while the workers went
+/// on publishing.
+const MIN_PULL_EXPIRY: Duration = Duration::from_millis(100);
+
 /// Pulls up to `max` messages: waits up to `idle` for a first one, then up to `fill`
 /// for the rest, so an idle worker asks the server rarely and a busy one gets full
 /// batches. Every pull request is read to its end: abandoning one would leave
@@ -196,6 +245,7 @@ pub(crate) async fn pull(
     idle: Duration,
     fill: Duration,
 ) -> Result<Vec<jetstream::Message>> {
+    let idle = idle.max(MIN_PULL_EXPIRY);
     let mut out = Vec::new();
     let mut first = consumer
         .batch()
@@ -219,7 +269,7 @@ pub(crate) async fn pull(
         consumer
             .batch()
             .max_messages(max - 1)
-            .expires(fill)
+            .expires(fill.max(MIN_PULL_EXPIRY))
             .messages()
             .await
     };
@@ -277,7 +327,8 @@ struct Ctx {
     output: EdgeNames,
     in_schema: SchemaRef,
     out_schema: SchemaRef,
-    stage: &'static str,
+    /// The stage's name, or the chain's (`decode_image+caption`).
+    stage: String,
     revision: String,
     max_deliver: i64,
     nak_delay: Duration,
@@ -299,34 +350,39 @@ pub async fn run(
 ) -> Result<WorkerSummary> {
     let plan = opts.plan;
     let i = opts.stage;
-    let cfg = plan.config.stages[i].clone();
+    let chain = plan.config.chain(i);
+    let cfgs = plan.config.stages[chain.clone()].to_vec();
     let cx = build_context(&plan)?;
-    let stage = cfg.name();
-    let bcfg = cfg.batch().unwrap_or(plan.config.batch);
+    let stage = chain_label(&cfgs);
+    let bcfg = plan.config.chain_batch(chain.clone());
     let n = &plan.config.nats;
     let ctx = Arc::new(Ctx {
         input: conn.topology.edges[i].clone(),
-        output: conn.topology.edges[i + 1].clone(),
+        output: conn.topology.edges[chain.end].clone(),
         in_schema: plan.schemas[i].clone(),
-        out_schema: plan.schemas[i + 1].clone(),
-        stage,
-        revision: stage_revision(&cfg, &cx),
+        out_schema: plan.schemas[chain.end].clone(),
+        revision: cfgs
+            .iter()
+            .map(|c| stage_revision(c, &cx))
+            .collect::<Vec<_>>()
+            .join("+"),
         max_deliver: n.max_deliver,
         nak_delay: Duration::from_millis(n.nak_delay_ms),
         progress_every: Duration::from_millis((n.ack_wait_ms / 3).max(50)),
         batch_messages: bcfg.max_rows.div_ceil(n.records_per_message).max(1),
         idle: Duration::from_millis(n.idle_wait_ms),
         fill: Duration::from_millis(bcfg.max_delay_ms),
-        nm: NatsMetrics::new(&metrics, &plan.config.name, stage),
-        sm: metrics.stage(stage),
+        nm: NatsMetrics::new(&metrics, &plan.config.name, &stage),
+        sm: metrics.stage(&stage),
+        stage,
         conn,
     });
     let mut threads = Vec::new();
     for _ in 0..opts.concurrency.max(1) {
-        threads.push(StageThread::start(cfg.clone(), cx.clone()).await?);
+        threads.push(StageThread::start(cfgs.clone(), cx.clone()).await?);
     }
     tracing::info!(
-        stage,
+        stage = %ctx.stage,
         threads = threads.len(),
         consumer = %ctx.input.to,
         stream = %ctx.input.stream,
@@ -370,14 +426,17 @@ pub async fn run(
                 total.dead_lettered += s.dead_lettered;
             }
             Err(e) => {
-                first_err.get_or_insert(Error::Runtime(format!("{stage} loop failed: {e}")));
+                first_err.get_or_insert(Error::Runtime(format!("{} loop failed: {e}", ctx.stage)));
             }
         }
     }
     match dlq.await {
         Ok(n) => total.dead_lettered += n,
         Err(e) => {
-            first_err.get_or_insert(Error::Runtime(format!("{stage} dead-letter loop: {e}")));
+            first_err.get_or_insert(Error::Runtime(format!(
+                "{} dead-letter loop: {e}",
+                ctx.stage
+            )));
         }
     }
     poller.abort();
@@ -463,7 +522,7 @@ async fn handle(
             ctx.sm.records_in.inc_by(b.num_rows() as u64);
             ctx.sm.batch_rows.observe(b.num_rows() as f64);
             tracing::debug!(
-                stage = ctx.stage,
+                stage = %ctx.stage,
                 messages = good.len(),
                 rows = b.num_rows(),
                 "Batch in inference."
@@ -480,10 +539,10 @@ async fn handle(
             ctx.sm.batches.inc();
             ctx.sm.beat();
             publish_and_ack(ctx, good, per_msg, sum).await;
-            tracing::debug!(stage = ctx.stage, "Batch done.");
+            tracing::debug!(stage = %ctx.stage, "Batch done.");
         }
         Err(e) if good.len() > 1 => {
-            tracing::warn!(stage = ctx.stage, error = %e, messages = good.len(), "Batch failed; retrying its messages one by one.");
+            tracing::warn!(stage = %ctx.stage, error = %e, messages = good.len(), "Batch failed; retrying its messages one by one.");
             for inc in good {
                 let Ok(b) = inc.batch.clone() else { continue };
                 match t
@@ -549,10 +608,10 @@ async fn publish_and_ack(
                 return Ok(None);
             }
             let in_ids = record_ids(inc.batch.as_ref().map_err(|e| Error::Nats(e.clone()))?)?;
-            let mid = message_id(ctx.stage, &ctx.revision, &inc.submission, &in_ids);
+            let mid = message_id(&ctx.stage, &ctx.revision, &inc.submission, &in_ids);
             let o = Outgoing {
                 subject: &ctx.output.subject,
-                stage: ctx.stage,
+                stage: &ctx.stage,
                 edge: &edge,
                 message_id: &mid,
                 extra: vec![(headers::SUBMISSION, inc.submission.clone())],
@@ -589,7 +648,7 @@ async fn publish_and_ack(
                 acks.push(inc);
             }
             Err(e) => {
-                tracing::warn!(stage = ctx.stage, error = %e, "Output not stored; the input will be retried.");
+                tracing::warn!(stage = %ctx.stage, error = %e, "Output not stored; the input will be retried.");
                 nak(ctx, &inc).await;
             }
         }
@@ -607,7 +666,7 @@ async fn publish_and_ack(
             // The server will redeliver it; the copy's output is dropped as a duplicate
             // (same message id) or by the sink's id index.
             Err(e) => {
-                tracing::warn!(stage = ctx.stage, error = %e, "Acknowledgement not confirmed.")
+                tracing::warn!(stage = %ctx.stage, error = %e, "Acknowledgement not confirmed.")
             }
         }
     }
@@ -631,7 +690,7 @@ async fn fail(
 ) {
     if inc.delivered < ctx.max_deliver {
         tracing::warn!(
-            stage = ctx.stage,
+            stage = %ctx.stage,
             delivery = inc.delivered,
             max_deliver = ctx.max_deliver,
             error,
@@ -641,7 +700,7 @@ async fn fail(
         return;
     }
     tracing::error!(
-        stage = ctx.stage,
+        stage = %ctx.stage,
         delivery = inc.delivered,
         reason,
         error,
@@ -746,11 +805,11 @@ async fn dead_letter(
                     Ok(b) => record_ids(b)?,
                     Err(_) => record_ids(&out)?,
                 };
-                let mid = message_id(ctx.stage, &ctx.revision, &inc.submission, &in_ids);
+                let mid = message_id(&ctx.stage, &ctx.revision, &inc.submission, &in_ids);
                 let edge = ctx.output.label();
                 let o = Outgoing {
                     subject: &ctx.output.subject,
-                    stage: ctx.stage,
+                    stage: &ctx.stage,
                     edge: &edge,
                     message_id: &mid,
                     extra: vec![(headers::SUBMISSION, inc.submission.clone())],
@@ -785,7 +844,7 @@ async fn dead_letter(
         publish_dead_letter(
             &ctx.conn,
             &ctx.input,
-            ctx.stage,
+            &ctx.stage,
             &extra,
             rows,
             payload,
@@ -965,7 +1024,7 @@ async fn exhausted(ctx: &Ctx, advisory: &jetstream::Message) -> Result<bool> {
     }
     remove(&ctx.conn, &a.stream, a.stream_seq).await;
     tracing::error!(
-        stage = ctx.stage,
+        stage = %ctx.stage,
         seq = a.stream_seq,
         deliveries = a.deliveries,
         "Dead-lettered a message whose deliveries ran out."

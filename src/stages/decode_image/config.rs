@@ -25,6 +25,11 @@ pub struct DecodeImageConfig {
     /// Micro-batching for this stage, overriding the pipeline's `[batch]`.
     #[serde(default)]
     pub batch: Option<BatchConfig>,
+    /// Distributed mode: run inside the previous stage's worker, on the same stage
+    /// thread, instead of as a pool of its own; the edge between the two carries
+    /// nothing over NATS. Embedded mode ignores it (its stages are in one process).
+    #[serde(default)]
+    pub chain: bool,
 }
 
 fn default_max_pixels() -> u64 {

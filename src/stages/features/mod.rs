@@ -76,6 +76,11 @@ pub struct FeaturesConfig {
     /// Micro-batching override.
     #[serde(default)]
     pub batch: Option<BatchConfig>,
+    /// Distributed mode: run inside the previous stage's worker, on the same stage
+    /// thread, instead of as a pool of its own; the edge between the two carries
+    /// nothing over NATS. Embedded mode ignores it (its stages are in one process).
+    #[serde(default)]
+    pub chain: bool,
 }
 
 fn sr() -> u32 {
