@@ -136,9 +136,9 @@ fi
 rate() { echo "$1 / $2" | bc -l | xargs printf '%.0f'; }
 
 {
-echo "Command: \`N=$N bash benches/nats/bench.sh\`   Date: $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "Command: \`N=$N$([ "$HEAVY" -gt 0 ] && echo " HEAVY=$HEAVY") bash benches/nats/bench.sh\`   Date: $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), nproc=$(nproc), $(uname -sr)"
-echo "Versions: capstream $("$BIN" --version | cut -d' ' -f2) (git $(git rev-parse --short HEAD)), $(/usr/sbin/nats-server --version) (Debian, deploy/nats/single.conf, file storage, loopback)"
+echo "Versions: capstream $("$BIN" --version | cut -d' ' -f2) (git $(git describe --always --dirty)), $(/usr/sbin/nats-server --version) (Debian, deploy/nats/single.conf, file storage, loopback)"
 echo "Input: $N synth scenes (128 px PNG, \`dataset synth --seed 7\`) through decode_image -> caption ($MODEL, CPU, batch 16); $LOAD 8-byte records through source -> sink."
 echo
 echo "| what | seconds | records/s | vs embedded |"
