@@ -179,19 +179,25 @@ fn run_nats(
     out
 }
 
+/// `capstream worker --stage STAGE` on pipeline `p` against `url`, run to its end
+/// (these tests expect it to fail at once).
+fn worker_once(stage: &str, p: &std::path::Path, url: &str) -> std::process::Output {
+    capstream(&[
+        "worker",
+        "--stage",
+        stage,
+        "--pipeline",
+        p.to_str().unwrap(),
+        "--nats",
+        url,
+    ])
+}
+
 #[test]
 fn a_chained_stage_has_no_worker_of_its_own() {
     let dir = tempfile::tempdir().unwrap();
     let p = crate::util::pipeline(dir.path(), &pipeline_named("c", "nats", "", true));
-    let r = capstream(&[
-        "worker",
-        "--stage",
-        "caption",
-        "--pipeline",
-        p.to_str().unwrap(),
-        "--nats",
-        "nats://127.0.0.1:1",
-    ]);
+    let r = worker_once("caption", &p, "nats://127.0.0.1:1");
     assert!(!r.status.success());
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(
@@ -205,15 +211,7 @@ fn a_server_without_jetstream_is_named_as_the_problem() {
     let server = NatsServer::start(false);
     let dir = tempfile::tempdir().unwrap();
     let p = crate::util::pipeline(dir.path(), &pipeline_text("nats", ""));
-    let r = capstream(&[
-        "worker",
-        "--stage",
-        "decode_image",
-        "--pipeline",
-        p.to_str().unwrap(),
-        "--nats",
-        &server.url(),
-    ]);
+    let r = worker_once("decode_image", &p, &server.url());
     assert!(!r.status.success());
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(err.contains("JetStream disabled"), "{err}");
