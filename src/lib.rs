@@ -19,7 +19,10 @@
 //! - [`train`]: training loops, optimizer, JSONL logs.
 //! - [`models`]: BLIP on libtorch (`tch`), weights loading, devices; pure.
 //! - [`report`]: the HTML report of a run folder.
-//! - [`telemetry`]: Prometheus metric names, registry and `/metrics`.
+//! - [`telemetry`]: Prometheus metric names, registry, health, and `/metrics`,
+//!   `/healthz`, `/readyz`.
+//! - [`http`]: the HTTP server loop with its limits (connections, header timeout,
+//!   connection age, accept back-off, drain), under axum routes.
 //! - [`transport`]: distributed mode on NATS JetStream: the wire format, streams and
 //!   consumers, and the worker, submit and sink roles.
 //! - [`error`]: the one error type.
@@ -36,6 +39,7 @@ pub mod config;
 pub mod datasets;
 pub mod dsp;
 pub mod error;
+pub mod http;
 pub mod imaging;
 pub mod metrics;
 pub mod models;

@@ -25,6 +25,8 @@
 //! - `eval`: `capstream eval`: one split through the pipeline, eval.json, the report.
 //! - `nats_util`: a real nats-server on free loopback ports, capstream role processes.
 //! - `nats_modes`: NATS mode writes embedded mode's rows; servers without JetStream.
+//! - `nats_auth`: user/password over mutual TLS, token, nkey and .creds servers end to
+//!   end; wrong credentials and certificates fail fast; secrets stay out of logs.
 //! - `nats_faults`: a killed caption worker, a poison record, exhausted deliveries, a
 //!   restarted sink.
 //! - `nats_load`: 10,000 small records through a no-model pipeline, exactly once.
@@ -49,6 +51,7 @@ mod files_run;
 mod interrupt_resume;
 mod meteor;
 mod metrics;
+mod nats_auth;
 mod nats_cluster;
 mod nats_faults;
 mod nats_load;

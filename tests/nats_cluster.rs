@@ -19,7 +19,7 @@ fn a_node_lost_and_restarted_mid_run_loses_and_duplicates_nothing() {
     let input = dir.path().join("in");
     let n = 200;
     write_images(&input, n, 24, 16);
-    let p = crate::util::pipeline(
+    let p = cluster.secrets.pipeline(
         dir.path(),
         r#"
 name = "cluster"

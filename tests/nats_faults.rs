@@ -144,7 +144,7 @@ fn killing_one_of_two_caption_workers_loses_and_duplicates_nothing() {
     let input = dir.path().join("in");
     let n = 80;
     write_images(&input, n, 40, 30);
-    let p = crate::util::pipeline(dir.path(), &pipeline_with(2000, 3, 20, ""));
+    let p = server.pipeline(dir.path(), &pipeline_with(2000, 3, 20, ""));
     let out = dir.path().join("out");
 
     let mut decode = worker("decode", "decode_image", &p, &url, logs, None);
@@ -221,13 +221,18 @@ fn killing_one_of_two_caption_workers_loses_and_duplicates_nothing() {
 /// A `decoded` batch whose pixels are not at the model's size: the caption stage
 /// refuses it every time.
 fn poison_batch() -> RecordBatch {
+    poison_with_id("poison-record")
+}
+
+/// [`poison_batch`] with another record id.
+fn poison_with_id(id: &str) -> RecordBatch {
     let schema = Edge::Decoded.schema();
     let cols: Vec<ArrayRef> = schema
         .fields()
         .iter()
         .map(|f| -> ArrayRef {
             match f.name().as_str() {
-                "id" => Arc::new(StringArray::from(vec!["poison-record"])),
+                "id" => Arc::new(StringArray::from(vec![id])),
                 "uri" => Arc::new(StringArray::from(vec!["poison.png"])),
                 "status" => Arc::new(StringArray::from(vec!["ok"])),
                 "width" | "height" | "pixels_width" | "pixels_height" => {
@@ -251,7 +256,7 @@ fn a_poison_record_is_dead_lettered_and_becomes_an_error_row() {
     let input = dir.path().join("in");
     let n = 6;
     write_images(&input, n, 40, 30);
-    let p = crate::util::pipeline(dir.path(), &pipeline_text(""));
+    let p = server.pipeline(dir.path(), &pipeline_text(""));
     let out = dir.path().join("out");
     let cfg = PipelineConfig::load(&p).unwrap();
 
@@ -381,7 +386,7 @@ fn restarting_the_sink_mid_run_loses_and_duplicates_nothing() {
     write_images(&input, n, 24, 16);
     // No model stage: records flow fast, so the sink is killed with committed parts
     // behind it and unacknowledged rows in hand.
-    let p = crate::util::pipeline(
+    let p = server.pipeline(
         dir.path(),
         r#"
 name = "sinkrestart"
@@ -472,7 +477,7 @@ fn deliveries_that_run_out_without_an_outcome_are_dead_lettered() {
     let server = NatsServer::start(true);
     let url = server.url();
     let dir = tempfile::tempdir().unwrap();
-    let p = crate::util::pipeline(dir.path(), &pipeline_with(500, 2, 6, ""));
+    let p = server.pipeline(dir.path(), &pipeline_with(500, 2, 6, ""));
     let cfg = PipelineConfig::load(&p).unwrap();
     let rt = runtime();
     let conn = rt.block_on(Connection::open(&url, "test", &cfg)).unwrap();
@@ -560,4 +565,304 @@ fn deliveries_that_run_out_without_an_outcome_are_dead_lettered() {
         assert_eq!(s.cached_info().state.messages, 0);
     });
     assert!(caption.terminate(30), "{}", caption.log());
+}
+
+/// Publishes `batch` (as `id`) straight onto edge `edge` of `conn`'s pipeline, as a
+/// broken or hostile upstream would.
+fn inject(
+    rt: &tokio::runtime::Runtime,
+    conn: &Connection,
+    edge: usize,
+    id: &str,
+    payload: bytes::Bytes,
+) {
+    let e = conn.topology.edges[edge].clone();
+    rt.block_on(async {
+        let o = Outgoing {
+            subject: &e.subject,
+            stage: "decode_image",
+            edge: &e.label(),
+            message_id: id,
+            extra: vec![],
+        };
+        conn.send(&o, 1, payload)
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+    });
+}
+
+/// Every message of the dead-letter stream.
+fn dead_letters(
+    rt: &tokio::runtime::Runtime,
+    conn: &Connection,
+) -> Vec<async_nats::jetstream::message::StreamMessage> {
+    rt.block_on(async {
+        let s = conn
+            .js
+            .get_stream(&conn.topology.dead_letter_stream)
+            .await
+            .unwrap();
+        let st = s.cached_info().state.clone();
+        let mut out = Vec::new();
+        for seq in st.first_sequence..=st.last_sequence {
+            if let Ok(m) = s.get_raw_message(seq).await {
+                out.push(m);
+            }
+        }
+        out
+    })
+}
+
+#[test]
+fn an_id_with_a_line_break_and_a_10_kb_error_are_escaped_not_fatal() {
+    let server = NatsServer::start(true);
+    let url = server.url();
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path();
+    let input = dir.path().join("in");
+    let n = 4;
+    write_images(&input, n, 40, 30);
+    let p = server.pipeline(dir.path(), &pipeline_with(2000, 2, 6, ""));
+    let out = dir.path().join("out");
+    let cfg = PipelineConfig::load(&p).unwrap();
+    let rt = runtime();
+    let conn = rt.block_on(Connection::open(&url, "test", &cfg)).unwrap();
+    // The caption stage's error names the record, so the id makes it >10 kB and
+    // multi-line; before escaping, inserting it into a header panicked the loop.
+    let id = format!("evil\r\nCapstream-Stage: forged\n{}", "x".repeat(10_000));
+    inject(
+        &rt,
+        &conn,
+        1,
+        "crafted",
+        encode(&poison_with_id(&id), conn.nats.compression).unwrap(),
+    );
+
+    let mut decode = worker("decode", "decode_image", &p, &url, logs, None);
+    let mut caption = worker("caption", "caption", &p, &url, logs, None);
+    let mut sink = sink("sink", &p, &url, &out, logs);
+    let mut sub = submit(&p, &url, &input, logs);
+    assert!(
+        wait_rows(&out, n + 1, 60),
+        "{} rows\n{}",
+        committed(&out).len(),
+        logs_of(&[&decode, &caption, &sink, &sub])
+    );
+    assert!(sub.child.wait().unwrap().success());
+    // The record keeps its real id in the output, with the whole error.
+    let batches = crate::util::read_output(&out);
+    let mut found = false;
+    for b in &batches {
+        let ids = crate::util::strings(b, "id");
+        let kind = crate::util::strings(b, "error_kind");
+        let err = crate::util::strings(b, "error");
+        for i in 0..b.num_rows() {
+            if ids[i].as_deref() == Some(id.as_str()) {
+                found = true;
+                assert_eq!(kind[i].as_deref(), Some("internal"));
+                let e = err[i].clone().unwrap();
+                assert!(
+                    e.len() > 10_000 && e.contains("needs 48px"),
+                    "{}",
+                    &e[..200]
+                );
+            }
+        }
+    }
+    assert!(found, "the crafted record has a row");
+    // Its dead letter's headers are escaped and capped; nothing was forged.
+    let dl = dead_letters(&rt, &conn);
+    assert_eq!(dl.len(), 1);
+    let h = &dl[0].headers;
+    let reason = h.get(headers::DEAD_REASON).unwrap().as_str();
+    assert!(reason.len() <= headers::MAX_VALUE_BYTES, "{}", reason.len());
+    assert!(
+        reason.contains("evil\\r\\nCapstream-Stage: forged\\n") && reason.contains("...[+"),
+        "{}",
+        &reason[..200]
+    );
+    let ids = h.get(headers::RECORD_IDS).unwrap().as_str();
+    assert!(ids.starts_with("evil\\r\\n") && !ids.contains('\n'));
+    assert_eq!(h.get(headers::STAGE).unwrap().as_str(), "caption");
+    assert!(!caption.log().contains("panicked"), "{}", caption.log());
+    for p in [&mut decode, &mut caption, &mut sink] {
+        assert!(p.terminate(30), "{} did not drain\n{}", p.name, p.log());
+    }
+}
+
+#[test]
+fn a_zstd_bomb_and_an_oversized_claim_are_dead_lettered_as_too_large() {
+    let server = NatsServer::start(true);
+    let url = server.url();
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path();
+    // 4 MiB of decoded data at most per message; the bomb declares 64 MiB.
+    let p = server.pipeline(
+        dir.path(),
+        &pipeline_with(2000, 3, 6, "max_message_bytes = 4194304"),
+    );
+    let out = dir.path().join("out");
+    let cfg = PipelineConfig::load(&p).unwrap();
+    let rt = runtime();
+    let conn = rt.block_on(Connection::open(&url, "test", &cfg)).unwrap();
+    let bomb = {
+        let b = decoded_batch("bomb-record");
+        let schema = b.schema();
+        let cols: Vec<ArrayRef> = schema
+            .fields()
+            .iter()
+            .zip(b.columns())
+            .map(|(f, c)| -> ArrayRef {
+                if f.name() == "pixels" {
+                    Arc::new(BinaryArray::from(vec![&vec![0u8; 64 << 20][..]]))
+                } else {
+                    c.clone()
+                }
+            })
+            .collect();
+        RecordBatch::try_new(schema, cols).unwrap()
+    };
+    let payload = encode(&bomb, capstream::config::NatsCompression::Zstd).unwrap();
+    assert!(
+        payload.len() < 100_000,
+        "a bomb: {} bytes on the wire",
+        payload.len()
+    );
+    inject(&rt, &conn, 1, "bomb", payload);
+    // 5 MB that do not compress: above max_payload, so it travels as a claim check,
+    // and the object is over max_message_bytes.
+    let noise: Vec<u8> = (0..5_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    inject(&rt, &conn, 1, "big-claim", bytes::Bytes::from(noise));
+
+    let mut caption = worker("caption", "caption", &p, &url, logs, None);
+    let mut sink = sink("sink", &p, &url, &out, logs);
+    assert!(wait_rows(&out, 1, 60), "{}", logs_of(&[&caption, &sink]));
+    let b = crate::util::read_output(&out);
+    assert_eq!(
+        crate::util::strings(&b[0], "id"),
+        vec![Some("bomb-record".to_string())]
+    );
+    assert_eq!(
+        crate::util::strings(&b[0], "error_kind"),
+        vec![Some("too_large".to_string())]
+    );
+    let err = crate::util::strings(&b[0], "error")[0].clone().unwrap();
+    assert!(
+        err.contains("max_message_bytes = 4194304") && err.contains("dead-lettered"),
+        "{err}"
+    );
+    assert!(
+        wait_for(20, || dead_letters(&rt, &conn).len() == 2),
+        "{}",
+        logs_of(&[&caption, &sink])
+    );
+    for m in dead_letters(&rt, &conn) {
+        let r = m
+            .headers
+            .get(headers::DEAD_REASON)
+            .unwrap()
+            .as_str()
+            .to_string();
+        assert!(r.starts_with("too_large:"), "{r}");
+    }
+    assert!(
+        rt.block_on(conn.drained()).unwrap(),
+        "nothing left in any stream"
+    );
+    for p in [&mut caption, &mut sink] {
+        assert!(p.terminate(30), "{} did not drain\n{}", p.name, p.log());
+    }
+}
+
+#[test]
+fn a_batch_past_its_deadline_is_redelivered_then_becomes_timeout_rows() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = NatsServer::start(true);
+    let url = server.url();
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path();
+    // An espeak-ng that never finishes (its own deadline is set far away, so the
+    // batch deadline is what fires).
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let fake = bin.join("espeak-ng");
+    std::fs::write(&fake, "#!/bin/sh\nexec sleep 20\n").unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let input = dir.path().join("in");
+    write_images(&input, 2, 40, 30);
+    let text = pipeline_with(2000, 2, 4, "batch_timeout_ms = 1500").replace(
+        "[sink]",
+        "[[stage]]\ntype = \"speak\"\ntimeout_ms = 60000\n[sink]",
+    );
+    let p = server.pipeline(dir.path(), &text);
+    let out = dir.path().join("out");
+    let port = free_port();
+    let mut decode = worker("decode", "decode_image", &p, &url, logs, None);
+    let mut caption = worker("caption", "caption", &p, &url, logs, None);
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut speak = Proc::spawn_env(
+        "speak",
+        &[
+            "worker",
+            "--stage",
+            "speak",
+            "--pipeline",
+            p.to_str().unwrap(),
+            "--nats",
+            &url,
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+        ],
+        logs,
+        "info",
+        &[("PATH", path)],
+    );
+    let mut sink = sink("sink", &p, &url, &out, logs);
+    let mut sub = submit(&p, &url, &input, logs);
+    assert!(
+        wait_rows(&out, 2, 90),
+        "{} rows\n{}",
+        committed(&out).len(),
+        logs_of(&[&decode, &caption, &speak, &sink, &sub])
+    );
+    assert!(sub.child.wait().unwrap().success());
+    for b in crate::util::read_output(&out) {
+        for (k, e) in crate::util::strings(&b, "error_kind")
+            .into_iter()
+            .zip(crate::util::strings(&b, "error"))
+        {
+            assert_eq!(k.as_deref(), Some("timeout"));
+            let e = e.unwrap();
+            assert!(
+                e.contains("batch_timeout_ms = 1500") && e.contains("2 deliveries"),
+                "{e}"
+            );
+        }
+    }
+    let metrics = http_get(port, "/metrics");
+    assert!(
+        metric(&metrics, "capstream_nats_batch_timeouts_total") >= 2.0,
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("capstream_nats_dead_lettered_total{pipeline=\"faults\",reason=\"timeout\",stage=\"speak\"}"),
+        "{metrics}"
+    );
+    assert!(
+        speak.log().contains("abandoning its stage thread"),
+        "{}",
+        speak.log()
+    );
+    for p in [&mut decode, &mut caption, &mut speak, &mut sink] {
+        assert!(p.terminate(30), "{} did not drain\n{}", p.name, p.log());
+    }
 }

@@ -42,7 +42,7 @@ fn ten_thousand_records_pass_through_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("records.parquet");
     write_records(&input, RECORDS);
-    let p = crate::util::pipeline(
+    let p = server.pipeline(
         dir.path(),
         r#"
 name = "load"

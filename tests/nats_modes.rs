@@ -147,7 +147,7 @@ fn run_nats(
     // the Object Store (claim check), the rest inline.
     let pdir = dir.join(name);
     std::fs::create_dir_all(&pdir).unwrap();
-    let p = crate::util::pipeline(
+    let p = server.pipeline(
         &pdir,
         &pipeline_named(
             name,

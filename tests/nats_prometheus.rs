@@ -13,7 +13,7 @@ const PROMETHEUS: &str = "/usr/bin/prometheus";
 fn prometheus_scrapes_a_worker_with_the_deploy_config() {
     let server = NatsServer::start(true);
     let dir = tempfile::tempdir().unwrap();
-    let p = crate::util::pipeline(
+    let p = server.pipeline(
         dir.path(),
         r#"
 name = "scraped"

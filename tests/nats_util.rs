@@ -1,5 +1,11 @@
 //! Helpers for the distributed-mode tests: a real nats-server (Debian's) on free
 //! loopback ports, killed when dropped, and capstream role processes.
+//!
+//! JetStream servers run the shipped configs (`deploy/nats/single.conf`,
+//! `deploy/nats/cluster/nats-{1,2,3}.conf`) from a folder made by
+//! `deploy/nats/make-secrets.sh`: mutual TLS and a bcrypt user, as in production. Test
+//! pipelines get the client side (`user`, `password_file`, `tls_*`) through
+//! [`Secrets::pipeline`].
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -10,30 +16,125 @@ use crate::util::{free_port, BIN};
 /// Debian's nats-server.
 pub const NATS_SERVER: &str = "/usr/sbin/nats-server";
 
+/// A folder made by `deploy/nats/make-secrets.sh`: CA, certificates, password,
+/// auth.conf and copies of the shipped server configs.
+pub struct Secrets {
+    pub dir: tempfile::TempDir,
+}
+
+impl Secrets {
+    pub fn make() -> Secrets {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("bash")
+            .arg(crate::util::repo().join("deploy/nats/make-secrets.sh"))
+            .arg(dir.path())
+            .output()
+            .expect("run make-secrets.sh");
+        assert!(
+            out.status.success(),
+            "make-secrets.sh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Secrets { dir }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The server's TLS environment (what `server.env` exports).
+    pub fn server_env(&self) -> Vec<(String, String)> {
+        [
+            ("NATS_TLS_CA_FILE", "ca.crt"),
+            ("NATS_TLS_CERT_FILE", "server.crt"),
+            ("NATS_TLS_KEY_FILE", "server.key"),
+        ]
+        .iter()
+        .map(|(k, f)| (k.to_string(), self.path(f).display().to_string()))
+        .collect()
+    }
+
+    /// The client's `[nats]` keys.
+    pub fn client_keys(&self) -> String {
+        format!(
+            "user = \"capstream\"\npassword_file = \"{}\"\ntls_ca_file = \"{}\"\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+            self.path("password").display(),
+            self.path("ca.crt").display(),
+            self.path("client.crt").display(),
+            self.path("client.key").display()
+        )
+    }
+
+    /// Writes pipeline `text` into `dir` with the client's keys in its `[nats]` table.
+    pub fn pipeline(&self, dir: &Path, text: &str) -> PathBuf {
+        crate::util::pipeline(dir, &with_nats_keys(text, &self.client_keys()))
+    }
+}
+
+/// `text` with `keys` at the top of its `[nats]` table (a new table if it has none).
+pub fn with_nats_keys(text: &str, keys: &str) -> String {
+    let mut out = String::new();
+    let mut done = false;
+    for line in text.lines() {
+        out.push_str(line);
+        out.push('\n');
+        if !done && line.trim() == "[nats]" {
+            out.push_str(keys);
+            done = true;
+        }
+    }
+    if !done {
+        out.push_str("\n[nats]\n");
+        out.push_str(keys);
+    }
+    out
+}
+
 /// A nats-server process with its own store folder.
 pub struct NatsServer {
     child: Child,
     pub port: u16,
+    /// The secured server's secrets (JetStream servers); `None` for a plain one.
+    pub secrets: Option<Secrets>,
     _store: tempfile::TempDir,
 }
 
 impl NatsServer {
-    /// Starts a JetStream server from `deploy/nats/single.conf` (or a plain server
-    /// without JetStream) on free loopback ports and waits until it accepts connections.
+    /// Starts a secured JetStream server from the shipped `single.conf` (or a plain
+    /// server without JetStream) on free loopback ports and waits until it accepts
+    /// connections.
     pub fn start(jetstream: bool) -> NatsServer {
+        if !jetstream {
+            return NatsServer::start_with(&[], &[], None);
+        }
+        let secrets = Secrets::make();
+        let conf = secrets.path("single.conf");
+        let env = secrets.server_env();
+        let mut s = NatsServer::start_with(&["-c", conf.to_str().unwrap()], &env, None);
+        s.secrets = Some(secrets);
+        s
+    }
+
+    /// Starts nats-server with `args` and `env` (plus free ports, and a store when
+    /// `args` enable JetStream) and waits until it accepts connections.
+    pub fn start_with(args: &[&str], env: &[(String, String)], log: Option<&Path>) -> NatsServer {
         let store = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut cmd = Command::new(NATS_SERVER);
-        if jetstream {
-            let conf = crate::util::repo().join("deploy/nats/single.conf");
-            cmd.args(["-c", conf.to_str().unwrap()]);
+        cmd.args(args);
+        if !args.is_empty() {
             cmd.args(["-m", &free_port().to_string()]);
             cmd.args(["-sd", store.path().to_str().unwrap()]);
         }
         cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()]);
+        cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let stderr = match log {
+            Some(p) => Stdio::from(std::fs::File::create(p).unwrap()),
+            None => Stdio::null(),
+        };
         let child = cmd
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("start nats-server (apt-get install nats-server)");
         let up = crate::util::wait_for(10, || {
@@ -43,12 +144,22 @@ impl NatsServer {
         NatsServer {
             child,
             port,
+            secrets: None,
             _store: store,
         }
     }
 
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Writes pipeline `text` into `dir`, with this server's client keys when it is
+    /// secured.
+    pub fn pipeline(&self, dir: &Path, text: &str) -> PathBuf {
+        match &self.secrets {
+            Some(s) => s.pipeline(dir, text),
+            None => crate::util::pipeline(dir, text),
+        }
     }
 }
 
@@ -73,10 +184,22 @@ impl Proc {
 
     /// `spawn` with `RUST_LOG` set to `filter`.
     pub fn spawn_logging(name: &str, args: &[&str], logs: &Path, filter: &str) -> Proc {
+        Proc::spawn_env(name, args, logs, filter, &[])
+    }
+
+    /// `spawn_logging` with extra environment variables.
+    pub fn spawn_env(
+        name: &str,
+        args: &[&str],
+        logs: &Path,
+        filter: &str,
+        env: &[(&str, String)],
+    ) -> Proc {
         let log = logs.join(format!("{name}.log"));
         let f = std::fs::File::create(&log).unwrap();
         let child = Command::new(BIN)
             .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("RUST_LOG", filter)
             .stdout(Stdio::piped())
             .stderr(f)
@@ -160,10 +283,12 @@ struct Node {
     child: Option<Child>,
 }
 
-/// A 3-node JetStream cluster from `deploy/nats/cluster/nats-{1,2,3}.conf`, on free
-/// loopback ports (flags override the configs' ports, routes and store folder).
+/// A 3-node JetStream cluster from `deploy/nats/cluster/nats-{1,2,3}.conf` (as copied
+/// by make-secrets.sh: TLS routes, TLS clients, users), on free loopback ports (flags
+/// override the configs' ports, routes and store folder).
 pub struct Cluster {
     nodes: Vec<Node>,
+    pub secrets: Secrets,
 }
 
 impl Cluster {
@@ -183,10 +308,11 @@ impl Cluster {
             .map(|n| format!("nats-route://127.0.0.1:{}", n.cluster))
             .collect();
         let routes = routes.join(",");
+        let secrets = Secrets::make();
         for n in &mut nodes {
-            n.child = Some(Self::spawn(n, &routes));
+            n.child = Some(Self::spawn(n, &routes, &secrets));
         }
-        let c = Cluster { nodes };
+        let c = Cluster { nodes, secrets };
         for n in &c.nodes {
             let port = n.port;
             assert!(
@@ -199,9 +325,11 @@ impl Cluster {
         c
     }
 
-    fn spawn(n: &Node, routes: &str) -> Child {
-        let conf = crate::util::repo().join(format!("deploy/nats/cluster/nats-{}.conf", n.index));
+    fn spawn(n: &Node, routes: &str, secrets: &Secrets) -> Child {
+        let conf = secrets.path(&format!("nats-{}.conf", n.index));
+        let env = secrets.server_env();
         Command::new(NATS_SERVER)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .args(["-c", conf.to_str().unwrap()])
             .args(["-a", "127.0.0.1", "-p", &n.port.to_string()])
             .args(["-m", &n.http.to_string()])
@@ -253,7 +381,7 @@ impl Cluster {
     /// Starts node `i` again on its ports and store.
     pub fn restart(&mut self, i: usize) {
         let routes = self.routes();
-        let child = Self::spawn(&self.nodes[i - 1], &routes);
+        let child = Self::spawn(&self.nodes[i - 1], &routes, &self.secrets);
         self.nodes[i - 1].child = Some(child);
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use capstream::config::PipelineConfig;
+use capstream::config::{NatsConfig, PipelineConfig};
 use capstream::metrics::caption::meteor::Meteor;
 use capstream::metrics::caption::wordnet::WordNet;
 use capstream::pipeline::{Plan, Shutdown};
@@ -19,22 +19,115 @@ use capstream::sinks::part_files;
 use capstream::sources::SourceInput;
 use capstream::stages::score::{write_run_metrics, METRICS_FILE};
 use capstream::stages::StageConfig;
-use capstream::telemetry::{self, Metrics};
+use capstream::telemetry::{self, Health, Metrics};
 use capstream::transport::sink::{IdIndex, SinkOptions};
 use capstream::transport::submit::SubmitOptions;
 use capstream::transport::worker::{chain_label, find_stage, WorkerOptions};
 use capstream::transport::{sink, submit, worker, Connection};
 
-/// `--nats` and `--metrics-addr`, shared by the distributed commands.
+/// The NATS credentials and TLS flags, twins of the `[nats]` keys of the same names.
+/// Each can also come from its environment variable. A credential flag replaces the
+/// pipeline file's authentication method; a TLS flag replaces that one key. Secrets
+/// themselves are never flags: they are files (or `CAPSTREAM_NATS_PASSWORD` /
+/// `CAPSTREAM_NATS_TOKEN`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct NatsAuthArgs {
+    /// User for user/password authentication ([nats] user).
+    #[arg(long, env = "CAPSTREAM_NATS_USER")]
+    nats_user: Option<String>,
+    /// File holding the password ([nats] password_file; else CAPSTREAM_NATS_PASSWORD).
+    #[arg(long, env = "CAPSTREAM_NATS_PASSWORD_FILE")]
+    nats_password_file: Option<PathBuf>,
+    /// File holding a token ([nats] token_file; else CAPSTREAM_NATS_TOKEN).
+    #[arg(long, env = "CAPSTREAM_NATS_TOKEN_FILE")]
+    nats_token_file: Option<PathBuf>,
+    /// File holding an nkey seed ([nats] nkey_file).
+    #[arg(long, env = "CAPSTREAM_NATS_NKEY_FILE")]
+    nats_nkey_file: Option<PathBuf>,
+    /// A .creds file: user JWT and seed ([nats] credentials_file).
+    #[arg(long, env = "CAPSTREAM_NATS_CREDENTIALS_FILE")]
+    nats_credentials_file: Option<PathBuf>,
+    /// CA certificate(s) for the server's certificate ([nats] tls_ca_file).
+    #[arg(long, env = "CAPSTREAM_NATS_TLS_CA_FILE")]
+    nats_tls_ca_file: Option<PathBuf>,
+    /// Client certificate for mutual TLS ([nats] tls_cert_file).
+    #[arg(long, env = "CAPSTREAM_NATS_TLS_CERT_FILE")]
+    nats_tls_cert_file: Option<PathBuf>,
+    /// Key of the client certificate ([nats] tls_key_file).
+    #[arg(long, env = "CAPSTREAM_NATS_TLS_KEY_FILE")]
+    nats_tls_key_file: Option<PathBuf>,
+}
+
+fn absolute(p: &Option<PathBuf>) -> Result<Option<PathBuf>> {
+    p.as_ref()
+        .map(|p| std::path::absolute(p).with_context(|| format!("path {}", p.display())))
+        .transpose()
+}
+
+impl NatsAuthArgs {
+    /// Applies the flags over the file's `[nats]` table.
+    fn apply(&self, n: &mut NatsConfig) -> Result<()> {
+        let method = self.nats_user.is_some()
+            || self.nats_password_file.is_some()
+            || self.nats_token_file.is_some()
+            || self.nats_nkey_file.is_some()
+            || self.nats_credentials_file.is_some();
+        if method {
+            n.user = self.nats_user.clone();
+            n.password_file = absolute(&self.nats_password_file)?;
+            n.token_file = absolute(&self.nats_token_file)?;
+            n.nkey_file = absolute(&self.nats_nkey_file)?;
+            n.credentials_file = absolute(&self.nats_credentials_file)?;
+        }
+        if let Some(p) = absolute(&self.nats_tls_ca_file)? {
+            n.tls_ca_file = Some(p);
+        }
+        if let Some(p) = absolute(&self.nats_tls_cert_file)? {
+            n.tls_cert_file = Some(p);
+        }
+        if let Some(p) = absolute(&self.nats_tls_key_file)? {
+            n.tls_key_file = Some(p);
+        }
+        Ok(())
+    }
+
+    /// The same flags for a child process (paths made absolute).
+    fn to_args(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        if let Some(u) = &self.nats_user {
+            out.extend(["--nats-user".to_string(), u.clone()]);
+        }
+        for (flag, p) in [
+            ("--nats-password-file", &self.nats_password_file),
+            ("--nats-token-file", &self.nats_token_file),
+            ("--nats-nkey-file", &self.nats_nkey_file),
+            ("--nats-credentials-file", &self.nats_credentials_file),
+            ("--nats-tls-ca-file", &self.nats_tls_ca_file),
+            ("--nats-tls-cert-file", &self.nats_tls_cert_file),
+            ("--nats-tls-key-file", &self.nats_tls_key_file),
+        ] {
+            if let Some(p) = absolute(p)? {
+                out.extend([flag.to_string(), p.display().to_string()]);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `--nats`, the credential flags and `--metrics-addr`, shared by the distributed
+/// commands.
 #[derive(Debug, Args)]
 pub struct Common {
     /// Pipeline file (`mode = "nats"` or not: the `[nats]` table applies).
     #[arg(long)]
     pipeline: PathBuf,
-    /// NATS server URL; defaults to the pipeline file's `[nats] url`.
+    /// NATS server URL(s), comma-separated; defaults to the pipeline file's `[nats] url`.
     #[arg(long)]
     nats: Option<String>,
-    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9184).
+    #[command(flatten)]
+    auth: NatsAuthArgs,
+    /// Serve Prometheus metrics, /healthz and /readyz on this address (e.g.
+    /// 127.0.0.1:9184).
     #[arg(long)]
     metrics_addr: Option<SocketAddr>,
 }
@@ -76,16 +169,19 @@ pub struct SinkArgs {
     output: PathBuf,
 }
 
-/// `capstream run`'s distributed-mode option.
+/// `capstream run`'s distributed-mode options.
 #[derive(Debug, Args)]
 pub struct RunNatsArgs {
-    /// NATS server URL for a `mode = "nats"` pipeline; defaults to its `[nats] url`.
+    /// NATS server URL(s) for a `mode = "nats"` pipeline; defaults to its `[nats] url`.
     #[arg(long)]
     pub(super) nats: Option<String>,
+    #[command(flatten)]
+    pub(super) auth: NatsAuthArgs,
 }
 
 fn load(common: &Common) -> Result<(Plan, String)> {
-    let cfg = PipelineConfig::load(&common.pipeline)?;
+    let mut cfg = PipelineConfig::load(&common.pipeline)?;
+    common.auth.apply(&mut cfg.nats)?;
     let url = common.nats.clone().unwrap_or_else(|| cfg.nats.url.clone());
     let plan =
         Plan::new(cfg).with_context(|| format!("pipeline file {}", common.pipeline.display()))?;
@@ -99,12 +195,19 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-async fn serve(addr: Option<SocketAddr>, metrics: &Metrics) -> Result<()> {
-    if let Some(addr) = addr {
-        let (bound, _task) = telemetry::serve(addr, metrics.clone()).await?;
-        tracing::info!(address = %bound, "Serving metrics on /metrics.");
-    }
-    Ok(())
+/// Serves the monitoring endpoints when an address is given, until the returned server
+/// is dropped.
+async fn serve(
+    addr: Option<SocketAddr>,
+    metrics: &Metrics,
+    health: &Health,
+) -> Result<Option<capstream::http::Server>> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let server = telemetry::serve(addr, metrics.clone(), health.clone()).await?;
+    tracing::info!(address = %server.addr, "Serving /metrics, /healthz and /readyz.");
+    Ok(Some(server))
 }
 
 pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
@@ -122,7 +225,9 @@ pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
         let conn =
             Connection::open(&url, &format!("capstream worker {name}"), &plan.config).await?;
         let metrics = Metrics::new(&plan.config.name);
-        serve(args.common.metrics_addr, &metrics).await?;
+        let health = Health::default();
+        conn.watch_health(&health);
+        let _server = serve(args.common.metrics_addr, &metrics, &health).await?;
         let shutdown = Shutdown::new();
         shutdown.listen_for_signals();
         let opts = WorkerOptions {
@@ -130,7 +235,7 @@ pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
             stage,
             concurrency,
         };
-        let s = worker::run(conn, opts, shutdown, metrics).await?;
+        let s = worker::run(conn, opts, shutdown, metrics, health).await?;
         println!(
             "worker {name}: {} messages ({} records), {} dead-lettered",
             s.messages, s.records, s.dead_lettered
@@ -145,7 +250,9 @@ pub fn submit(args: SubmitArgs) -> Result<ExitCode> {
     runtime()?.block_on(async move {
         let conn = Connection::open(&url, "capstream submit", &plan.config).await?;
         let metrics = Metrics::new(&plan.config.name);
-        serve(args.common.metrics_addr, &metrics).await?;
+        let health = Health::default();
+        conn.watch_health(&health);
+        let _server = serve(args.common.metrics_addr, &metrics, &health).await?;
         let shutdown = Shutdown::new();
         shutdown.listen_for_signals();
         let opts = SubmitOptions {
@@ -180,14 +287,16 @@ pub fn sink(args: SinkArgs) -> Result<ExitCode> {
     runtime()?.block_on(async move {
         let conn = Connection::open(&url, "capstream sink", &plan.config).await?;
         let metrics = Metrics::new(&plan.config.name);
-        serve(args.common.metrics_addr, &metrics).await?;
+        let health = Health::default();
+        conn.watch_health(&health);
+        let _server = serve(args.common.metrics_addr, &metrics, &health).await?;
         let shutdown = Shutdown::new();
         shutdown.listen_for_signals();
         let opts = SinkOptions {
             plan,
             output: args.output.clone(),
         };
-        let s = sink::run(conn, opts, shutdown, metrics).await?;
+        let s = sink::run(conn, opts, shutdown, metrics, health).await?;
         println!(
             "sink: {} rows in {} file(s) under {} ({} duplicate rows dropped)",
             s.rows,
@@ -260,9 +369,11 @@ fn terminate(pid: u32) {
 pub(super) fn run_local(
     args: super::run::RunArgs,
     nats: RunNatsArgs,
-    cfg: PipelineConfig,
+    mut cfg: PipelineConfig,
 ) -> Result<ExitCode> {
     super::init_logging("info");
+    nats.auth.apply(&mut cfg.nats)?;
+    let auth_args = nats.auth.to_args()?;
     let url = nats.nats.unwrap_or_else(|| cfg.nats.url.clone());
     let mut plan =
         Plan::new(cfg).with_context(|| format!("pipeline file {}", args.pipeline.display()))?;
@@ -286,6 +397,7 @@ pub(super) fn run_local(
             let child = Command::new(&exe)
                 .args(&extra)
                 .args(["--pipeline", &pipeline, "--nats", &url])
+                .args(&auth_args)
                 .spawn()
                 .with_context(|| format!("cannot start {name}"))?;
             children.0.push((name, child));
@@ -323,7 +435,9 @@ pub(super) fn run_local(
             ],
         )?;
         let metrics = Metrics::new(&plan.config.name);
-        serve(args.metrics_addr, &metrics).await?;
+        let health = Health::default();
+        conn.watch_health(&health);
+        let _server = serve(args.metrics_addr, &metrics, &health).await?;
         let shutdown = Shutdown::new();
         shutdown.listen_for_signals();
         let output = args.output.clone();

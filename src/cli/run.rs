@@ -122,10 +122,15 @@ pub(super) fn run_pipeline(args: RunArgs) -> Result<(ExitCode, Option<serde_json
     let outcome = rt.block_on(async move {
         let pipeline = plan.open(SourceInput::parse(&args.input), args.output.clone(), Arc::new(skip))?;
         let metrics = Metrics::new(&name);
-        if let Some(addr) = args.metrics_addr {
-            let (bound, _task) = telemetry::serve(addr, metrics.clone()).await?;
-            tracing::info!(address = %bound, "Serving metrics on /metrics.");
-        }
+        // Held until the run ends: dropping it would not stop it, shutting it down does.
+        let server = match args.metrics_addr {
+            Some(addr) => {
+                let s = telemetry::serve(addr, metrics.clone(), telemetry::Health::default()).await?;
+                tracing::info!(address = %s.addr, "Serving /metrics, /healthz and /readyz.");
+                Some(s)
+            }
+            None => None,
+        };
         let shutdown = Shutdown::new();
         shutdown.listen_for_signals();
         let progress = Arc::new(Progress::default());
@@ -135,6 +140,7 @@ pub(super) fn run_pipeline(args: RunArgs) -> Result<(ExitCode, Option<serde_json
             task.abort();
             bar.finish_and_clear();
         }
+        drop(server);
         let summary = match result {
             Ok(s) => s,
             Err(capstream::Error::Aborted) => {

@@ -49,8 +49,24 @@ pub enum NatsCompression {
     None,
 }
 
+/// A key that must not appear in a pipeline file: its presence is remembered so that
+/// validation can say where the value belongs instead (a secret in a file that lives in
+/// git and in every container image is a leaked secret).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Forbidden;
+
+impl<'de> Deserialize<'de> for Forbidden {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(d).map(|_| Forbidden)
+    }
+}
+
 /// `[nats]`: distributed mode. Streams and consumers are created (idempotently) from
 /// these settings by every `capstream worker`, `submit` and `sink`.
+///
+/// Credentials are never values here: the table names files (or the environment
+/// variables `CAPSTREAM_NATS_PASSWORD` / `CAPSTREAM_NATS_TOKEN`), which
+/// [`transport::auth`](crate::transport::auth) reads at connect time.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NatsConfig {
@@ -73,6 +89,11 @@ pub struct NatsConfig {
     /// Encoded batches above this many bytes travel through the Object Store (claim
     /// check) instead of inside the message; also each stream's largest message.
     pub max_payload: usize,
+    /// Most bytes one message may decode to (the Arrow buffers it declares, checked
+    /// before anything is decompressed), and the largest claim-check object read. A
+    /// message over it is dead-lettered (`too_large`) and its records become error rows,
+    /// so a small zstd bomb cannot inflate a worker's memory.
+    pub max_message_bytes: usize,
     /// Redelivery delay after a failed attempt.
     pub nak_delay_ms: u64,
     /// Window in which the server drops a republished `Nats-Msg-Id`.
@@ -85,8 +106,56 @@ pub struct NatsConfig {
     pub commit_interval_ms: u64,
     /// How long an idle worker's pull request waits for a first message.
     pub idle_wait_ms: u64,
+    /// Longest one stage batch may take. After it the worker stops sending progress
+    /// acks, returns the messages for redelivery and replaces its stage thread; on the
+    /// last delivery the records become `error_kind = "timeout"` rows.
+    pub batch_timeout_ms: u64,
+    /// A consumer is stalled when it reports pending messages while pulls have
+    /// returned nothing for this long; the worker then re-binds it (and, on a cluster,
+    /// asks for a consumer leader step-down), counting each recovery.
+    pub stall_after_ms: u64,
+    /// Each connection attempt to one server (TCP, TLS, handshake) gives up after this.
+    pub connect_timeout_ms: u64,
     /// Compression of batch bodies in messages.
     pub compression: NatsCompression,
+    /// Dead letters older than this are dropped by the server (0: kept until
+    /// `dead_letter_max_bytes`).
+    pub dead_letter_max_age_s: u64,
+    /// The dead-letter stream keeps at most this many bytes, dropping the oldest (-1:
+    /// no limit). The server reserves it at creation; unset, 1 GiB with file storage
+    /// and 64 MiB with memory storage, which fit the shipped server configs.
+    pub dead_letter_max_bytes: Option<i64>,
+    /// Claim-check objects older than this are dropped by the server (a crashed
+    /// consumer's object otherwise stays forever). Keep it above the longest backlog.
+    pub claims_max_age_s: u64,
+    /// The claims bucket holds at most this many bytes (-1: no limit); a put beyond it
+    /// fails and the message is retried, which is back-pressure rather than loss.
+    /// Reserved at creation; unset, 10 GiB with file storage and 256 MiB with memory.
+    pub claims_max_bytes: Option<i64>,
+
+    // === Authentication and TLS ===
+    /// User name for user/password authentication (with `password_file` or
+    /// `CAPSTREAM_NATS_PASSWORD`).
+    pub user: Option<String>,
+    /// File holding the password (one line; a trailing newline is ignored).
+    pub password_file: Option<PathBuf>,
+    /// File holding an authentication token (else `CAPSTREAM_NATS_TOKEN`).
+    pub token_file: Option<PathBuf>,
+    /// File holding an nkey seed (`SU…`) for nkey authentication.
+    pub nkey_file: Option<PathBuf>,
+    /// A `.creds` file (user JWT and nkey seed) for decentralized JWT authentication.
+    pub credentials_file: Option<PathBuf>,
+    /// PEM CA certificate(s) the server's certificate must chain to. Setting any
+    /// `tls_*` key (or a `tls://` URL) makes TLS required.
+    pub tls_ca_file: Option<PathBuf>,
+    /// PEM client certificate for mutual TLS (with `tls_key_file`).
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// Refused: a password is never written in a pipeline file.
+    pub password: Option<Forbidden>,
+    /// Refused: a token is never written in a pipeline file.
+    pub token: Option<Forbidden>,
 }
 
 impl Default for NatsConfig {
@@ -100,18 +169,52 @@ impl Default for NatsConfig {
             max_deliver: 5,
             max_ack_pending: 256,
             max_payload: 1 << 20,
+            max_message_bytes: 256 << 20,
             nak_delay_ms: 2_000,
             duplicate_window_s: 120,
             records_per_message: 1,
             max_backlog: 10_000,
             commit_interval_ms: 1_000,
             idle_wait_ms: 2_000,
+            batch_timeout_ms: 600_000,
+            stall_after_ms: 15_000,
+            connect_timeout_ms: 5_000,
             compression: NatsCompression::Zstd,
+            dead_letter_max_age_s: 30 * 24 * 3600,
+            dead_letter_max_bytes: None,
+            claims_max_age_s: 7 * 24 * 3600,
+            claims_max_bytes: None,
+            user: None,
+            password_file: None,
+            token_file: None,
+            nkey_file: None,
+            credentials_file: None,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            password: None,
+            token: None,
         }
     }
 }
 
 impl NatsConfig {
+    /// `dead_letter_max_bytes`, or its default for the storage type.
+    pub fn dead_letter_bytes(&self) -> i64 {
+        self.dead_letter_max_bytes.unwrap_or(match self.storage {
+            NatsStorage::File => 1 << 30,
+            NatsStorage::Memory => 64 << 20,
+        })
+    }
+
+    /// `claims_max_bytes`, or its default for the storage type.
+    pub fn claims_bytes(&self) -> i64 {
+        self.claims_max_bytes.unwrap_or(match self.storage {
+            NatsStorage::File => 10 << 30,
+            NatsStorage::Memory => 256 << 20,
+        })
+    }
+
     fn validate(&self) -> Result<()> {
         let bad = |m: &str| Err(Error::Config(format!("[nats] {m}")));
         if self.prefix.is_empty()
@@ -137,11 +240,41 @@ impl NatsConfig {
         if self.max_payload < 1024 {
             return bad("max_payload must be at least 1024");
         }
+        if self.max_message_bytes < self.max_payload {
+            return bad("max_message_bytes must be at least max_payload");
+        }
         if self.records_per_message == 0 || self.max_backlog == 0 {
             return bad("records_per_message and max_backlog must be at least 1");
         }
         if self.commit_interval_ms == 0 || self.idle_wait_ms == 0 {
             return bad("commit_interval_ms and idle_wait_ms must be at least 1");
+        }
+        if self.batch_timeout_ms < 100 || self.stall_after_ms < 100 {
+            return bad("batch_timeout_ms and stall_after_ms must be at least 100");
+        }
+        if self.connect_timeout_ms < 100 {
+            return bad("connect_timeout_ms must be at least 100");
+        }
+        if [self.dead_letter_max_bytes, self.claims_max_bytes]
+            .iter()
+            .flatten()
+            .any(|&b| b == 0 || b < -1)
+        {
+            return bad(
+                "dead_letter_max_bytes and claims_max_bytes must be -1 (unlimited) or positive",
+            );
+        }
+        if self.password.is_some() {
+            return bad(
+                "password: secrets are never read from a pipeline file; set password_file \
+                 (a file only the service can read) or CAPSTREAM_NATS_PASSWORD",
+            );
+        }
+        if self.token.is_some() {
+            return bad(
+                "token: secrets are never read from a pipeline file; set token_file or \
+                 CAPSTREAM_NATS_TOKEN",
+            );
         }
         Ok(())
     }

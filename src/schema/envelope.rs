@@ -51,11 +51,14 @@ pub enum ErrorKind {
     InvalidAudio,
     /// The speech synthesizer failed on this record's text.
     Speech,
+    /// A stage did not finish the record's batch within its deadline (distributed
+    /// mode: on every delivery).
+    Timeout,
 }
 
 impl ErrorKind {
     /// Every kind, for documentation and metric pre-registration.
-    pub const ALL: [ErrorKind; 9] = [
+    pub const ALL: [ErrorKind; 10] = [
         ErrorKind::Io,
         ErrorKind::Empty,
         ErrorKind::MissingImage,
@@ -65,6 +68,7 @@ impl ErrorKind {
         ErrorKind::Internal,
         ErrorKind::InvalidAudio,
         ErrorKind::Speech,
+        ErrorKind::Timeout,
     ];
 
     /// The value stored in `error_kind`.
@@ -79,6 +83,7 @@ impl ErrorKind {
             ErrorKind::Internal => "internal",
             ErrorKind::InvalidAudio => "invalid_audio",
             ErrorKind::Speech => "speech",
+            ErrorKind::Timeout => "timeout",
         }
     }
 }

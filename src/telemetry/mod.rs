@@ -1,12 +1,15 @@
-//! Prometheus metrics: names, the per-pipeline registry and the `/metrics` endpoint.
+//! Prometheus metrics, health and the monitoring endpoints: names, the per-pipeline
+//! registry, liveness/readiness state, and `/metrics`, `/healthz`, `/readyz`.
 //!
 //! The runtime records every standard metric here; stages never touch them. Names follow
 //! Prometheus conventions (`capstream_` prefix, base units, `_total` on counters) and
 //! labels are bounded: `pipeline`, `stage` and, for failures, the error kind.
 
+mod health;
 mod server;
 
-pub use server::serve;
+pub use health::{Beat, Flag, Health};
+pub use server::{routes, serve};
 
 use prometheus::{
     exponential_buckets, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec,

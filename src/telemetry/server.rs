@@ -1,66 +1,60 @@
-//! A minimal HTTP/1.1 endpoint for Prometheus scrapes.
-//!
-//! Serves `GET /metrics` (text format 0.0.4) and `GET /healthz`; anything else is 404.
-//! One short-lived task per connection; the server ends with the runtime.
+//! The monitoring endpoints: `GET /metrics` (Prometheus text format 0.0.4), `GET
+//! /healthz` (liveness) and `GET /readyz` (readiness), on [`crate::http`]'s server with
+//! its monitoring limits. Anything else is 404.
 
 use std::net::SocketAddr;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
 
-use super::Metrics;
-use crate::error::{Error, Result};
+use super::{Health, Metrics};
+use crate::error::Result;
+use crate::http::{Limits, Server};
 
-/// Binds `addr` and serves the registry until the returned task is aborted. Returns the
-/// bound address (useful with port 0) and the task.
-pub async fn serve(
-    addr: SocketAddr,
+/// The content type of the Prometheus text format.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[derive(Clone)]
+struct Monitoring {
     metrics: Metrics,
-) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| Error::io(format!("metrics address {addr}"), e))?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| Error::io(format!("metrics address {addr}"), e))?;
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                continue;
-            };
-            let metrics = metrics.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                let mut len = 0;
-                // Read until the end of the request head; scrapes send no body.
-                while len < buf.len() {
-                    match sock.read(&mut buf[len..]).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => len += n,
-                    }
-                    if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-                        break;
-                    }
-                }
-                let head = String::from_utf8_lossy(&buf[..len]);
-                let path = head.split_whitespace().nth(1).unwrap_or("");
-                let (status, ctype, body) = match path {
-                    "/metrics" => (
-                        "200 OK",
-                        "text/plain; version=0.0.4; charset=utf-8",
-                        metrics.render(),
-                    ),
-                    "/healthz" => ("200 OK", "text/plain", "ok\n".to_string()),
-                    _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
-                };
-                let resp = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = sock.write_all(resp.as_bytes()).await;
-                let _ = sock.shutdown().await;
-            });
-        }
-    });
-    Ok((local, task))
+    health: Health,
+}
+
+async fn metrics(State(m): State<Monitoring>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
+        m.metrics.render(),
+    )
+}
+
+async fn healthz(State(m): State<Monitoring>) -> impl IntoResponse {
+    match m.health.live() {
+        Ok(()) => (StatusCode::OK, "ok\n".to_string()),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+    }
+}
+
+async fn readyz(State(m): State<Monitoring>) -> impl IntoResponse {
+    match m.health.ready() {
+        Ok(()) => (StatusCode::OK, "ready\n".to_string()),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+    }
+}
+
+/// The monitoring routes, for a server of their own or beside others on one listener.
+pub fn routes(metrics: Metrics, health: Health) -> Router {
+    Router::new()
+        .route("/metrics", get(self::metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(Monitoring { metrics, health })
+}
+
+/// Binds `addr` and serves the monitoring routes until the server is shut down or the
+/// runtime ends.
+pub async fn serve(addr: SocketAddr, metrics: Metrics, health: Health) -> Result<Server> {
+    Server::start(addr, routes(metrics, health), Limits::monitoring()).await
 }

@@ -30,6 +30,12 @@ pub mod names {
     pub const CLAIMS: &str = "capstream_nats_claim_checks_total";
     /// Rows the sink dropped because their id was already committed or pending.
     pub const DUPLICATES: &str = "capstream_nats_sink_duplicate_rows_total";
+    /// Stalled consumers found (pending messages, empty pulls) and recovered from.
+    pub const PULL_STALLS: &str = "capstream_nats_pull_stalls_total";
+    /// Pull requests given up on at their client-side deadline (no 408 came).
+    pub const PULL_TIMEOUTS: &str = "capstream_nats_pull_timeouts_total";
+    /// Stage batches that ran past `[nats] batch_timeout_ms`.
+    pub const BATCH_TIMEOUTS: &str = "capstream_nats_batch_timeouts_total";
 }
 
 use names::*;
@@ -53,6 +59,12 @@ pub struct NatsMetrics {
     pub claims: prometheus::IntCounter,
     /// Duplicate rows dropped by the sink.
     pub duplicates: prometheus::IntCounter,
+    /// Stalled consumers recovered from.
+    pub stalls: prometheus::IntCounter,
+    /// Pull requests abandoned at their client deadline.
+    pub pull_timeouts: prometheus::IntCounter,
+    /// Batches past their deadline.
+    pub batch_timeouts: prometheus::IntCounter,
     dead: IntCounterVec,
     labels: [String; 2],
 }
@@ -98,6 +110,12 @@ impl NatsMetrics {
             retries: counter(RETRIES, "Messages returned for a delayed retry."),
             claims: counter(CLAIMS, "Payloads sent through the Object Store."),
             duplicates: counter(DUPLICATES, "Rows dropped as already committed."),
+            stalls: counter(PULL_STALLS, "Stalled consumers found and recovered from."),
+            pull_timeouts: counter(
+                PULL_TIMEOUTS,
+                "Pull requests given up on at their client deadline.",
+            ),
+            batch_timeouts: counter(BATCH_TIMEOUTS, "Stage batches past batch_timeout_ms."),
             publish_seconds: publish.with_label_values(&[pipeline, stage]),
             dead,
             labels: [pipeline.to_string(), stage.to_string()],

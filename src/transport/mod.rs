@@ -21,8 +21,11 @@
 //! A message that fails on every delivery is dead-lettered: its records continue as
 //! error rows, and its bytes go to the dead-letter stream with the reason.
 
+pub mod auth;
 pub mod codec;
+mod dead_letter;
 pub mod metrics;
+pub mod pull;
 pub mod sink;
 pub mod submit;
 pub mod worker;
@@ -66,6 +69,41 @@ pub mod headers {
     /// drops redelivered copies within a submission but never a later submission of the
     /// same records.
     pub const SUBMISSION: &str = "Capstream-Submission";
+
+    /// Longest value capstream writes into a header; a longer one is cut, with a
+    /// marker saying how much was left out. Headers count against the server's
+    /// `max_payload`, and a 10 kB error text has no business in one.
+    pub const MAX_VALUE_BYTES: usize = 2048;
+
+    /// `s` as a header value: backslash, CR, LF, tab and every other control
+    /// character escaped (`\\`, `\r`, `\n`, `\t`, `\u{1b}`), so that no value can end
+    /// the header block or panic the client (async-nats asserts on CR and LF), then
+    /// cut to [`MAX_VALUE_BYTES`] on a character boundary.
+    pub fn escape(s: &str) -> String {
+        let mut out = String::with_capacity(s.len().min(MAX_VALUE_BYTES));
+        for (i, c) in s.char_indices() {
+            let piece = match c {
+                '\\' => "\\\\".to_string(),
+                '\r' => "\\r".to_string(),
+                '\n' => "\\n".to_string(),
+                '\t' => "\\t".to_string(),
+                c if c.is_control() => format!("\\u{{{:x}}}", c as u32),
+                c => c.to_string(),
+            };
+            // Room for the marker of what is cut.
+            if out.len() + piece.len() > MAX_VALUE_BYTES - 32 {
+                out.push_str(&format!("...[+{} bytes]", s.len() - i));
+                return out;
+            }
+            out.push_str(&piece);
+        }
+        out
+    }
+
+    /// Inserts `value`, escaped, under `name` (one of this module's names).
+    pub fn put(h: &mut async_nats::HeaderMap, name: &'static str, value: &str) {
+        h.insert(name, escape(value).as_str());
+    }
 }
 
 /// The stage name used for the source's messages and metrics.
@@ -76,6 +114,11 @@ pub const SINK: &str = "sink";
 pub const REASON_STAGE_ERROR: &str = "stage_error";
 /// Dead-letter reason: the payload could not be decoded.
 pub const REASON_UNDECODABLE: &str = "undecodable";
+/// Dead-letter reason: the message declares more than `[nats] max_message_bytes`.
+pub const REASON_TOO_LARGE: &str = "too_large";
+/// Dead-letter reason: the stage ran past `[nats] batch_timeout_ms` on its last
+/// delivery.
+pub const REASON_TIMEOUT: &str = "timeout";
 /// Dead-letter reason: `max_deliver` deliveries ended without any outcome (a worker
 /// died or hung on it every time); found through the server's advisory.
 pub const REASON_MAX_DELIVER: &str = "max_deliver";
@@ -209,6 +252,21 @@ pub(crate) fn nats_err<E: std::fmt::Display>(what: impl Into<String>) -> impl Fn
     move |e| Error::Nats(format!("{what}: {e}"))
 }
 
+/// Logs the client's connection events: reconnects are warnings an operator wants to
+/// see (with the reason when the server gave one), never silence.
+fn log_event(role: &str, event: async_nats::Event) {
+    use async_nats::Event as E;
+    match event {
+        E::Connected => tracing::info!(role, "Connected to NATS."),
+        E::Disconnected => tracing::warn!(role, "Disconnected from NATS; reconnecting."),
+        E::LameDuckMode => tracing::warn!(role, "NATS server entered lame duck mode."),
+        E::SlowConsumer(sid) => tracing::warn!(role, sid, "NATS slow consumer."),
+        E::ServerError(e) => tracing::warn!(role, error = %e, "NATS server error."),
+        E::ClientError(e) => tracing::warn!(role, error = %e, "NATS client error."),
+        E::Draining | E::Closed => tracing::debug!(role, event = %event, "NATS connection event."),
+    }
+}
+
 /// A connection with JetStream checked, and the pipeline's streams and consumers in
 /// place.
 #[derive(Clone)]
@@ -246,9 +304,15 @@ fn parse_version(v: &str) -> Option<(u64, u64)> {
 }
 
 impl Connection {
-    /// Connects to `url` as `name`, checks the server (version, JetStream) and creates
-    /// or updates every stream, consumer and bucket of `cfg`'s pipeline. Safe to call
-    /// from many processes at once.
+    /// Connects to `url` as `name` with the credentials and TLS of `cfg`'s `[nats]`
+    /// table, checks the server (version, JetStream) and creates or updates every
+    /// stream, consumer and bucket of `cfg`'s pipeline. Safe to call from many
+    /// processes at once.
+    ///
+    /// The first connection is tried once per server (no retry loop): a wrong
+    /// password, an untrusted certificate or an unreachable server fails within the
+    /// connect timeout, with an error naming the server and the method. Once
+    /// connected, the client reconnects on its own after any disconnect.
     pub async fn open(url: &str, name: &str, cfg: &PipelineConfig) -> Result<Connection> {
         // A cluster is given as comma-separated URLs; the client fails over between
         // them.
@@ -257,11 +321,44 @@ impl Connection {
             .map(str::trim)
             .filter(|u| !u.is_empty())
             .collect();
-        let client = async_nats::ConnectOptions::new()
+        let shown = auth::redact_url(url);
+        let base = cfg.path.parent().unwrap_or(std::path::Path::new("."));
+        let settings = auth::Settings::resolve(&cfg.nats, &urls, base, |k| std::env::var(k).ok())?;
+        let how = settings.describe();
+        let role = name.to_string();
+        let options = settings
+            .options()
+            .await?
             .name(name)
-            .connect(urls)
-            .await
-            .map_err(nats_err(format!("cannot connect to {url}")))?;
+            .event_callback(move |event| {
+                let role = role.clone();
+                async move { log_event(&role, event) }
+            });
+        let client = options.connect(urls).await.map_err(|e| {
+            use async_nats::ConnectErrorKind as K;
+            let why = match e.kind() {
+                K::AuthorizationViolation => format!("the server refused {how}"),
+                K::Authentication => format!("cannot sign the server's challenge with {how}"),
+                K::Tls => format!("the TLS settings cannot be used ({how})"),
+                K::TimedOut => format!(
+                    "no answer within {} ms ({how})",
+                    cfg.nats.connect_timeout_ms
+                ),
+                _ => {
+                    // TLS handshake failures arrive as I/O errors; say which side
+                    // refused whom.
+                    let text = e.to_string();
+                    if text.contains("invalid peer certificate") {
+                        format!("the server's certificate is not trusted by the CA given ({how})")
+                    } else if text.contains("alert") {
+                        format!("the server refused the TLS handshake, usually the client certificate ({how})")
+                    } else {
+                        format!("connection failed ({how})")
+                    }
+                }
+            };
+            Error::Nats(format!("cannot connect to {shown}: {why}: {e}"))
+        })?;
         let info = client.server_info();
         match parse_version(&info.version) {
             Some(v) if v >= MIN_SERVER => {}
@@ -316,6 +413,15 @@ impl Connection {
             claims,
             inline_limit,
         })
+    }
+
+    /// Readiness also requires this connection to be up (the client reconnects by
+    /// itself; while it is away the process is live but not ready).
+    pub fn watch_health(&self, health: &crate::telemetry::Health) {
+        let c = self.client.clone();
+        health.ready_when("NATS connected", move || {
+            c.connection_state() == async_nats::connection::State::Connected
+        });
     }
 
     /// Edge `i`, which must travel over NATS.
@@ -391,8 +497,14 @@ where
             }
         }
     }
+    let hint = if last.contains("10047") || last.contains("insufficient storage") {
+        "; lower [nats] dead_letter_max_bytes or claims_max_bytes, or raise the server's \
+         jetstream max_file_store / max_memory_store"
+    } else {
+        ""
+    };
     Err(Error::Nats(format!(
-        "cannot create or update {what}: {last}"
+        "cannot create or update {what}: {last}{hint}"
     )))
 }
 
@@ -475,7 +587,16 @@ async fn ensure(js: &jetstream::Context, t: &Topology, n: &NatsConfig) -> Result
             retention: stream::RetentionPolicy::Limits,
             storage: storage(n.storage),
             num_replicas: n.replicas,
-            duplicate_window: Duration::from_secs(n.duplicate_window_s),
+            // Bounded: a poison flood must not fill the server's disk. The oldest dead
+            // letters go first; their records are already error rows in the output.
+            max_age: Duration::from_secs(n.dead_letter_max_age_s),
+            max_bytes: n.dead_letter_bytes(),
+            discard: stream::DiscardPolicy::Old,
+            // The server refuses a duplicate window longer than max_age.
+            duplicate_window: Duration::from_secs(match n.dead_letter_max_age_s {
+                0 => n.duplicate_window_s,
+                age => n.duplicate_window_s.min(age),
+            }),
             description: Some("capstream dead letters".into()),
             ..Default::default()
         },
@@ -521,28 +642,49 @@ async fn ensure_claims(
     t: &Topology,
     n: &NatsConfig,
 ) -> Result<jetstream::object_store::ObjectStore> {
-    if let Ok(s) = js.get_object_store(&t.claims_bucket).await {
-        return Ok(s);
-    }
-    match js
-        .create_object_store(jetstream::object_store::Config {
-            bucket: t.claims_bucket.clone(),
-            description: Some("capstream claim-checked batches".into()),
-            storage: storage(n.storage),
-            num_replicas: n.replicas,
-            ..Default::default()
-        })
+    let bucket = &t.claims_bucket;
+    let store = match js.get_object_store(bucket).await {
+        Ok(s) => s,
+        Err(_) => match js
+            .create_object_store(jetstream::object_store::Config {
+                bucket: bucket.clone(),
+                description: Some("capstream claim-checked batches".into()),
+                storage: storage(n.storage),
+                num_replicas: n.replicas,
+                max_age: Duration::from_secs(n.claims_max_age_s),
+                max_bytes: n.claims_bytes(),
+                ..Default::default()
+            })
+            .await
+        {
+            Ok(s) => s,
+            // Another process created it meanwhile.
+            Err(first) => js.get_object_store(bucket).await.map_err(|_| {
+                Error::Nats(format!("cannot create object store {bucket}: {first}"))
+            })?,
+        },
+    };
+    // A bucket made by an older capstream (or with other limits) is brought to the
+    // file's: its backing stream is OBJ_<bucket>.
+    let backing = format!("OBJ_{bucket}");
+    let mut s = js
+        .get_stream(&backing)
         .await
-    {
-        Ok(s) => Ok(s),
-        // Another process created it meanwhile.
-        Err(first) => js.get_object_store(&t.claims_bucket).await.map_err(|_| {
-            Error::Nats(format!(
-                "cannot create object store {}: {first}",
-                t.claims_bucket
-            ))
-        }),
+        .map_err(nats_err(format!("stream {backing}")))?;
+    let info = s
+        .info()
+        .await
+        .map_err(nats_err(format!("stream {backing}")))?;
+    let want_age = Duration::from_secs(n.claims_max_age_s);
+    if info.config.max_age != want_age || info.config.max_bytes != n.claims_bytes() {
+        let mut c = info.config.clone();
+        c.max_age = want_age;
+        c.max_bytes = n.claims_bytes();
+        js.update_stream(c)
+            .await
+            .map_err(nats_err(format!("update stream {backing}")))?;
     }
+    Ok(store)
 }
 
 /// What a worker needs to build its stage: the same context the embedded runtime
@@ -601,6 +743,18 @@ pub fn message_id(stage: &str, revision: &str, submission: &str, ids: &[String])
         "{stage}:{revision}:{submission}:{}",
         hex::encode(&h.finalize()[..16])
     )
+}
+
+/// A one-column batch of `ids`, so that error rows can be made for records whose
+/// batch could not be decoded (only their ids could be read).
+pub(crate) fn id_batch(ids: &[String]) -> Result<RecordBatch> {
+    let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+        arrow::datatypes::Field::new(columns::ID, arrow::datatypes::DataType::Utf8, false),
+    ]));
+    Ok(RecordBatch::try_new(
+        schema,
+        vec![Arc::new(StringArray::from(ids.to_vec()))],
+    )?)
 }
 
 /// `input`'s records as rows of `schema` that failed with `kind`: envelope columns
@@ -697,6 +851,29 @@ type = "parquet"
         assert_ne!(m, message_id("caption", "r1", "s2", &ids));
         assert_ne!(m, message_id("caption", "r1", "s1", &ids[..1]));
         assert!(m.starts_with("caption:r1:s1:"));
+    }
+
+    #[test]
+    fn header_values_are_escaped_and_capped() {
+        assert_eq!(
+            headers::escape("a\nb\r\\c\td\u{1b}e"),
+            "a\\nb\\r\\\\c\\td\\u{1b}e"
+        );
+        let long = format!("record x\ny: {}", "é".repeat(6_000));
+        let v = headers::escape(&long);
+        assert!(v.len() <= headers::MAX_VALUE_BYTES, "{}", v.len());
+        assert!(
+            v.starts_with("record x\\ny: ") && v.ends_with(" bytes]"),
+            "{v}"
+        );
+        // The client asserts on CR and LF; escaped values go in without a panic.
+        let mut h = async_nats::HeaderMap::new();
+        headers::put(&mut h, headers::DEAD_REASON, &long);
+        headers::put(&mut h, headers::RECORD_IDS, "a\r\nForged: 1");
+        assert_eq!(
+            h.get(headers::RECORD_IDS).unwrap().as_str(),
+            "a\\r\\nForged: 1"
+        );
     }
 
     #[test]

@@ -27,15 +27,18 @@ use dashmap::DashSet;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 
-use super::codec::{check_version, decode};
+use super::codec::{check_version, decode_bounded, ClaimError};
+use super::dead_letter::{publish_dead_letter, remove};
 use super::metrics::NatsMetrics;
-use super::worker::{publish_dead_letter, pull, remove};
-use super::{headers, Connection, REASON_UNDECODABLE, SINK};
+use super::pull::Puller;
+use super::{
+    error_rows, headers, id_batch, Connection, REASON_TOO_LARGE, REASON_UNDECODABLE, SINK,
+};
 use crate::error::{Error, Result};
 use crate::pipeline::{Plan, Shutdown};
-use crate::schema::{columns, with_columns};
+use crate::schema::{columns, with_columns, ErrorKind};
 use crate::sinks::{part_files, Commit, SinkConfig};
-use crate::telemetry::Metrics;
+use crate::telemetry::{Health, Metrics};
 
 /// The index folder inside the output folder.
 pub const ID_INDEX_DIR: &str = "_ids";
@@ -211,6 +214,7 @@ pub async fn run(
     opts: SinkOptions,
     shutdown: Shutdown,
     metrics: Metrics,
+    health: Health,
 ) -> Result<SinkSummary> {
     let plan = opts.plan;
     let dir = opts.output;
@@ -229,9 +233,16 @@ pub async fn run(
 
     let last = conn.topology.edges.len() - 1;
     let edge = conn.topology.edges[last].clone();
-    let consumer = conn.consumer(last).await?;
     let n = &plan.config.nats;
     let nm = NatsMetrics::new(&metrics, &plan.config.name, SINK);
+    let bound = health.flag(format!("consumer {SINK} on {} bound", edge.stream));
+    let mut puller = Puller::bind(&conn, &edge.stream, SINK, nm.clone(), Some(bound)).await?;
+    let beat = health.register(
+        "sink loop",
+        Duration::from_millis(n.commit_interval_ms.max(n.idle_wait_ms)) * 3
+            + super::pull::CLIENT_SLACK * 2
+            + Duration::from_secs(30),
+    );
     let sm = metrics.stage(SINK);
     let commit_every = Duration::from_millis(n.commit_interval_ms);
     let idle = Duration::from_millis(n.idle_wait_ms);
@@ -242,6 +253,7 @@ pub async fn run(
     let mut pending = Pending::default();
     let mut last_progress = Instant::now();
     loop {
+        beat.beat();
         let stopping = shutdown.is_stopping();
         if stopping && pending.is_empty() {
             break;
@@ -253,7 +265,7 @@ pub async fn run(
                 None => idle,
                 Some(t) => commit_every.saturating_sub(t.elapsed()),
             };
-            match pull(&consumer, pull_max, wait, Duration::ZERO).await {
+            match puller.pull(pull_max, wait, Duration::ZERO).await {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::warn!(error = %e, "Pull failed; retrying.");
@@ -271,17 +283,34 @@ pub async fn run(
             if delivered > 1 {
                 nm.redeliveries.inc();
             }
-            let opened = async {
-                check_version(msg.headers.as_ref())?;
-                let (payload, claim) = conn.payload(msg.headers.as_ref(), &msg.payload).await?;
-                let b = decode(&payload)?;
-                Ok::<_, Error>((with_columns(&b, schema.clone(), vec![])?, claim))
-            }
-            .await;
+            let opened = open(&conn, &schema, &msg).await;
             let (batch, claim) = match opened {
                 Ok(x) => x,
-                Err(e) => {
-                    undecodable(&conn, &edge, &nm, msg, delivered, seq, n.max_deliver, &e).await;
+                Err(Opened::TooLarge(why, ids)) if !ids.is_empty() => {
+                    // Deterministic: its records become error rows here and now, and
+                    // the message goes to the dead letters.
+                    match too_large(&conn, &edge, &nm, &msg, seq, &why, &ids, &schema).await {
+                        Some(rows) => (rows, None),
+                        None => {
+                            nm.retries.inc();
+                            let _ = msg
+                                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                                .await;
+                            continue;
+                        }
+                    }
+                }
+                Err(o) => {
+                    let (reason, e) = match o {
+                        Opened::TooLarge(e, _) => (REASON_TOO_LARGE, e),
+                        Opened::Bad(e) => (REASON_UNDECODABLE, e),
+                    };
+                    let max = if reason == REASON_TOO_LARGE {
+                        1
+                    } else {
+                        n.max_deliver
+                    };
+                    undecodable(&conn, &edge, &nm, msg, delivered, seq, max, reason, &e).await;
                     continue;
                 }
             };
@@ -416,6 +445,76 @@ async fn commit(
     Ok(())
 }
 
+/// Why the sink could not read a message.
+enum Opened {
+    /// Over `max_message_bytes`, with the ids it names (possibly none).
+    TooLarge(String, Vec<String>),
+    /// Anything else.
+    Bad(String),
+}
+
+/// A received message as a batch in the output schema, with its claim.
+async fn open(
+    conn: &Connection,
+    schema: &arrow::datatypes::SchemaRef,
+    msg: &jetstream::Message,
+) -> std::result::Result<(arrow::array::RecordBatch, Option<String>), Opened> {
+    check_version(msg.headers.as_ref()).map_err(|e| Opened::Bad(e.to_string()))?;
+    let (payload, claim) = conn
+        .payload(msg.headers.as_ref(), &msg.payload)
+        .await
+        .map_err(|e| match e {
+            ClaimError::TooLarge(m) => Opened::TooLarge(m, Vec::new()),
+            ClaimError::Unavailable(m) => Opened::Bad(m),
+        })?;
+    let b = decode_bounded(&payload, conn.nats.max_message_bytes).map_err(|u| {
+        if u.too_large {
+            Opened::TooLarge(u.message, u.ids)
+        } else {
+            Opened::Bad(u.message)
+        }
+    })?;
+    let b = with_columns(&b, schema.clone(), vec![]).map_err(|e| Opened::Bad(e.to_string()))?;
+    Ok((b, claim))
+}
+
+/// Dead-letters a message over the limit whose ids are known and returns its
+/// records as error rows; `None` when the dead letter could not be stored.
+#[allow(clippy::too_many_arguments)]
+async fn too_large(
+    conn: &Connection,
+    edge: &super::EdgeNames,
+    nm: &NatsMetrics,
+    msg: &jetstream::Message,
+    seq: u64,
+    why: &str,
+    ids: &[String],
+    schema: &arrow::datatypes::SchemaRef,
+) -> Option<arrow::array::RecordBatch> {
+    let mut extra = vec![
+        (headers::DEAD_REASON, format!("{REASON_TOO_LARGE}: {why}")),
+        (headers::DELIVERIES, "1".to_string()),
+        (headers::ORIGIN, format!("{}:{seq}", edge.stream)),
+        (headers::RECORD_IDS, ids.join(",")),
+    ];
+    if let Some(c) = msg.headers.as_ref().and_then(|h| h.get(headers::CLAIM)) {
+        extra.push((headers::CLAIM, c.as_str().to_string()));
+    }
+    let payload = msg.payload.clone();
+    if let Err(e) = publish_dead_letter(conn, edge, SINK, &extra, ids.len(), payload, seq).await {
+        tracing::warn!(error = %e, "Dead-lettering failed; retrying later.");
+        return None;
+    }
+    nm.dead_lettered(REASON_TOO_LARGE);
+    tracing::error!(rows = ids.len(), error = %headers::escape(why), "Message over max_message_bytes; its records are error rows.");
+    let b = id_batch(ids).ok()?;
+    let subject = &edge.dead_letter_subject;
+    error_rows(&b, schema, ErrorKind::TooLarge, |id| {
+        format!("record {id}: {why}; dead-lettered to {subject}")
+    })
+    .ok()
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn undecodable(
     conn: &Connection,
@@ -425,10 +524,11 @@ async fn undecodable(
     delivered: i64,
     seq: u64,
     max_deliver: i64,
-    e: &Error,
+    reason: &'static str,
+    e: &str,
 ) {
     if delivered < max_deliver {
-        tracing::warn!(error = %e, delivery = delivered, "Undecodable message; retrying later.");
+        tracing::warn!(error = %headers::escape(e), delivery = delivered, "Undecodable message; retrying later.");
         nm.retries.inc();
         let _ = msg
             .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
@@ -436,13 +536,13 @@ async fn undecodable(
         return;
     }
     let extra = vec![
-        (headers::DEAD_REASON, format!("{REASON_UNDECODABLE}: {e}")),
+        (headers::DEAD_REASON, format!("{reason}: {e}")),
         (headers::DELIVERIES, delivered.to_string()),
         (headers::ORIGIN, format!("{}:{seq}", edge.stream)),
     ];
     match publish_dead_letter(conn, edge, SINK, &extra, 0, msg.payload.clone(), seq).await {
         Ok(()) => {
-            nm.dead_lettered(REASON_UNDECODABLE);
+            nm.dead_lettered(reason);
             let _ = msg.double_ack_with(AckKind::Term).await;
             remove(conn, &edge.stream, seq).await;
         }

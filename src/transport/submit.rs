@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 
-use super::codec::{encode, Outgoing, Pending};
+use super::codec::{encode_within, Outgoing, Pending};
 use super::metrics::NatsMetrics;
 use super::{message_id, record_ids, Connection, SOURCE};
 use crate::error::{Error, Result};
@@ -118,35 +118,39 @@ pub async fn run(
             summary.interrupted = true;
             break;
         }
-        let ids = record_ids(&batch)?;
-        let mid = message_id(SOURCE, "", &token, &ids);
-        let payload = encode(&batch, conn.nats.compression)?;
-        let pending = send_retrying(
-            &conn,
-            &edge.subject,
-            &label,
-            &mid,
-            &token,
-            batch.num_rows(),
-            &payload,
-        )
-        .await?;
-        window.push_back(InFlight {
-            pending,
-            payload,
-            rows: batch.num_rows(),
-            mid,
-            token: token.clone(),
-        });
-        summary.messages += 1;
-        summary.records += batch.num_rows() as u64;
-        sm.records_out.inc_by(batch.num_rows() as u64);
-        sm.batches.inc();
-        since_check += 1;
-        while window.len() >= WINDOW {
-            let p = window.pop_front().expect("non-empty");
-            settle(&conn, &edge.subject, &label, p, &nm, &mut summary).await?;
+        // Parts that each decode to at most max_message_bytes (one, unless the source
+        // cut a batch of very large records).
+        let parts = encode_within(&batch, conn.nats.compression, conn.nats.max_message_bytes)?;
+        for (part, payload) in parts {
+            let ids = record_ids(&part)?;
+            let mid = message_id(SOURCE, "", &token, &ids);
+            let pending = send_retrying(
+                &conn,
+                &edge.subject,
+                &label,
+                &mid,
+                &token,
+                part.num_rows(),
+                &payload,
+            )
+            .await?;
+            window.push_back(InFlight {
+                pending,
+                payload,
+                rows: part.num_rows(),
+                mid,
+                token: token.clone(),
+            });
+            summary.messages += 1;
+            summary.records += part.num_rows() as u64;
+            sm.records_out.inc_by(part.num_rows() as u64);
+            sm.batches.inc();
+            while window.len() >= WINDOW {
+                let p = window.pop_front().expect("non-empty");
+                settle(&conn, &edge.subject, &label, p, &nm, &mut summary).await?;
+            }
         }
+        since_check += 1;
     }
     drop(rx);
     while let Some(p) = window.pop_front() {

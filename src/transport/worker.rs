@@ -4,22 +4,19 @@
 //! a delivered message's ack clock runs while it waits, the pull-batch trap for slow
 //! model stages), decodes them into one batch, hands it to a stage thread (a model's
 //! tensors live on one thread, as in embedded mode) and sends progress acks while the
-//! batch is in inference. Output goes to the next edge one message per input message,
-//! with a `Nats-Msg-Id` made of the input's record ids, the stage and its revision; an
-//! input is acknowledged (confirmed by the server) only after the server acknowledged
-//! its output.
+//! batch is in inference. Output goes to the next edge one message per input message
+//! (split further only to stay under `max_message_bytes`), with a `Nats-Msg-Id` made of
+//! the input's record ids, the stage and its revision; an input is acknowledged
+//! (confirmed by the server) only after the server acknowledged its output.
 //!
-//! Failures: a batch that fails is retried message by message, so one bad message
-//! does not hold back the others. A message that fails alone is returned with a delay
-//! (nak), until its last allowed delivery: then each of its records is tried alone,
-//! those that still fail become error rows (`error_kind = "internal"`), the message
-//! goes to the dead-letter subject with the reason and delivery count, and it is
-//! terminated. Messages whose deliveries ran out with no outcome at all (a worker died
-//! on them every time) are found through the server's max-deliveries advisories, which
-//! the pipeline captures in a stream, and dead-lettered the same way.
+//! Every batch has a deadline (`[nats] batch_timeout_ms`). A batch past it gets no more
+//! progress acks, its messages are returned for redelivery (dead-lettered with
+//! `timeout` error rows on their last delivery, see [`super::dead_letter`]), and the
+//! stage thread, which may be wedged for good, is replaced by a fresh one.
 //!
 //! This module must not know what any stage computes; it only runs the
-//! [`Stage`](crate::pipeline::Stage) contract.
+//! [`Stage`](crate::pipeline::Stage) contract. What happens to a message that fails is
+//! [`super::dead_letter`]'s; how messages are pulled is [`super::pull`]'s.
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -29,23 +26,22 @@ use std::time::{Duration, Instant};
 use arrow::array::{RecordBatch, UInt32Array};
 use arrow::compute::{concat_batches, take_record_batch};
 use arrow::datatypes::SchemaRef;
-use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{self, AckKind};
-use bytes::Bytes;
-use futures_util::StreamExt;
 use tokio::sync::oneshot;
 
-use super::codec::{check_version, decode, encode, Outgoing};
+use super::codec::{check_version, decode_bounded, ClaimError, Outgoing};
+use super::dead_letter::{self, Refused};
 use super::metrics::NatsMetrics;
+use super::pull::{Puller, CLIENT_SLACK};
 use super::{
-    build_context, error_rows, headers, message_id, nats_err, record_ids, stage_revision,
-    Connection, EdgeNames, REASON_MAX_DELIVER, REASON_STAGE_ERROR, REASON_UNDECODABLE,
+    build_context, headers, message_id, record_ids, stage_revision, Connection, EdgeNames,
+    REASON_STAGE_ERROR,
 };
 use crate::error::{Error, Result};
 use crate::pipeline::{BuildContext, Plan, Shutdown, Stage};
-use crate::schema::{check_compatible, with_columns, ErrorKind};
+use crate::schema::{check_compatible, with_columns};
 use crate::stages::StageConfig;
-use crate::telemetry::{Metrics, StageMetrics};
+use crate::telemetry::{Health, Metrics, StageMetrics};
 
 /// What `capstream worker` runs.
 #[derive(Debug)]
@@ -68,6 +64,14 @@ pub struct WorkerSummary {
     pub records: u64,
     /// Messages dead-lettered.
     pub dead_lettered: u64,
+}
+
+impl WorkerSummary {
+    fn add(&mut self, o: &WorkerSummary) {
+        self.messages += o.messages;
+        self.records += o.records;
+        self.dead_lettered += o.dead_lettered;
+    }
 }
 
 /// The name a chain of stages goes by in metrics, logs and message ids: its stages'
@@ -136,10 +140,24 @@ struct Job {
     reply: oneshot::Sender<Result<Vec<RecordBatch>>>,
 }
 
+/// How a batch sent to a stage thread ended.
+pub(crate) enum Ran {
+    /// The stage's output.
+    Done(Vec<RecordBatch>),
+    /// The stage failed on it.
+    Failed(Error),
+    /// It ran past the batch deadline; the thread is given up on.
+    TimedOut,
+}
+
 /// A thread owning the built stages of one chain (usually a single stage).
-struct StageThread {
+pub(crate) struct StageThread {
     jobs: flume::Sender<Job>,
     name: String,
+    deadline: Duration,
+    /// Set once a batch ran past the deadline: the thread may never come back, so it
+    /// takes no more work and its loop builds a replacement.
+    stuck: std::sync::atomic::AtomicBool,
 }
 
 /// Runs `batch` through `stages` in order, as embedded mode's channels would.
@@ -157,7 +175,11 @@ fn run_chain(stages: &mut [Box<dyn Stage>], batch: RecordBatch) -> Result<Vec<Re
 
 impl StageThread {
     /// Builds the stages on a new thread; returns once they are built and started.
-    async fn start(cfgs: Vec<StageConfig>, cx: BuildContext) -> Result<StageThread> {
+    async fn start(
+        cfgs: Vec<StageConfig>,
+        cx: BuildContext,
+        deadline: Duration,
+    ) -> Result<StageThread> {
         let (jobs, rx) = flume::bounded::<Job>(1);
         let (ready_tx, ready) = oneshot::channel::<Result<()>>();
         let name = chain_label(&cfgs);
@@ -214,77 +236,46 @@ impl StageThread {
         ready
             .await
             .map_err(|_| Error::Runtime(format!("{name} stage thread died while building")))??;
-        Ok(StageThread { jobs, name })
+        Ok(StageThread {
+            jobs,
+            name,
+            deadline,
+            stuck: std::sync::atomic::AtomicBool::new(false),
+        })
     }
 
-    async fn process(&self, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
+    fn is_stuck(&self) -> bool {
+        self.stuck.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Runs one batch within the deadline.
+    pub(crate) async fn run(&self, batch: RecordBatch) -> Ran {
+        if self.is_stuck() {
+            return Ran::TimedOut;
+        }
         let (reply, rx) = oneshot::channel();
-        self.jobs
-            .send_async(Job { batch, reply })
-            .await
-            .map_err(|_| Error::Runtime(format!("{} stage thread is gone", self.name)))?;
-        rx.await
-            .map_err(|_| Error::Runtime(format!("{} stage thread is gone", self.name)))?
-    }
-}
-
-/// The shortest expiry a pull request is given. A request that expires within a few
-/// milliseconds can lapse on nats-server 2.9 without the 408 that ends it, and
-/// async-nats then waits out its own 5 s of slack: the sink, asking for what fits
-/// before a commit falls due, stalled 5.5 s at a time that way while the workers went
-/// on publishing.
-const MIN_PULL_EXPIRY: Duration = Duration::from_millis(100);
-
-/// Pulls up to `max` messages: waits up to `idle` for a first one, then up to `fill`
-/// for the rest, so an idle worker asks the server rarely and a busy one gets full
-/// batches. Every pull request is read to its end: abandoning one would leave
-/// messages delivered to nobody until their ack wait ran out.
-pub(crate) async fn pull(
-    consumer: &PullConsumer,
-    max: usize,
-    idle: Duration,
-    fill: Duration,
-) -> Result<Vec<jetstream::Message>> {
-    let idle = idle.max(MIN_PULL_EXPIRY);
-    let mut out = Vec::new();
-    let mut first = consumer
-        .batch()
-        .max_messages(1)
-        .expires(idle)
-        .messages()
-        .await
-        .map_err(nats_err("pull request"))?;
-    while let Some(m) = first.next().await {
-        match m {
-            Ok(m) => out.push(m),
-            Err(e) => tracing::debug!(error = %e, "Pull request ended."),
+        let gone = || Error::Runtime(format!("{} stage thread is gone", self.name));
+        let work = async {
+            self.jobs
+                .send_async(Job { batch, reply })
+                .await
+                .map_err(|_| gone())?;
+            rx.await.map_err(|_| gone())?
+        };
+        match tokio::time::timeout(self.deadline, work).await {
+            Ok(Ok(out)) => Ran::Done(out),
+            Ok(Err(e)) => Ran::Failed(e),
+            Err(_) => {
+                self.stuck.store(true, std::sync::atomic::Ordering::Relaxed);
+                Ran::TimedOut
+            }
         }
     }
-    if out.is_empty() || max <= 1 {
-        return Ok(out);
-    }
-    let rest = if fill.is_zero() {
-        consumer.fetch().max_messages(max - 1).messages().await
-    } else {
-        consumer
-            .batch()
-            .max_messages(max - 1)
-            .expires(fill.max(MIN_PULL_EXPIRY))
-            .messages()
-            .await
-    };
-    let mut rest = rest.map_err(nats_err("pull request"))?;
-    while let Some(m) = rest.next().await {
-        match m {
-            Ok(m) => out.push(m),
-            Err(e) => tracing::debug!(error = %e, "Pull request ended."),
-        }
-    }
-    Ok(out)
 }
 
 /// Sends `+WPI` for `msgs` every `every` until dropped, so the server does not
-/// redeliver a batch that is still in inference.
+/// redeliver a batch that is still in inference. The batch deadline drops it: a batch
+/// past its deadline gets no more.
 pub(crate) struct ProgressTicker(tokio::task::JoinHandle<()>);
 
 impl ProgressTicker {
@@ -309,44 +300,58 @@ impl Drop for ProgressTicker {
 }
 
 /// A received message and what is known about it.
-struct Incoming {
-    msg: jetstream::Message,
-    delivered: i64,
-    stream_sequence: u64,
-    claim: Option<String>,
+pub(crate) struct Incoming {
+    pub(crate) msg: jetstream::Message,
+    pub(crate) delivered: i64,
+    pub(crate) stream_sequence: u64,
+    pub(crate) claim: Option<String>,
     /// The submission it descends from (see [`headers::SUBMISSION`]).
-    submission: String,
+    pub(crate) submission: String,
     /// The decoded batch in the stage's input schema, or why it cannot be.
-    batch: std::result::Result<RecordBatch, String>,
+    pub(crate) batch: std::result::Result<RecordBatch, Refused>,
 }
 
 /// Everything a stage loop shares.
-struct Ctx {
-    conn: Connection,
-    input: EdgeNames,
-    output: EdgeNames,
-    in_schema: SchemaRef,
-    out_schema: SchemaRef,
+pub(crate) struct Ctx {
+    pub(crate) conn: Connection,
+    pub(crate) input: EdgeNames,
+    pub(crate) output: EdgeNames,
+    pub(crate) in_schema: SchemaRef,
+    pub(crate) out_schema: SchemaRef,
     /// The stage's name, or the chain's (`decode_image+caption`).
-    stage: String,
-    revision: String,
-    max_deliver: i64,
-    nak_delay: Duration,
+    pub(crate) stage: String,
+    pub(crate) revision: String,
+    pub(crate) max_deliver: i64,
+    pub(crate) nak_delay: Duration,
     progress_every: Duration,
+    pub(crate) batch_timeout: Duration,
     batch_messages: usize,
-    idle: Duration,
+    pub(crate) idle: Duration,
     fill: Duration,
-    nm: NatsMetrics,
-    sm: StageMetrics,
+    pub(crate) nm: NatsMetrics,
+    pub(crate) sm: StageMetrics,
+    cfgs: Vec<StageConfig>,
+    cx: BuildContext,
+    pub(crate) health: Health,
+}
+
+impl Ctx {
+    /// How long a loop of this worker may go without a beat before the process is
+    /// not live: a whole batch deadline, a pull and slack.
+    pub(crate) fn loop_allowance(&self) -> Duration {
+        self.batch_timeout * 2 + self.idle + CLIENT_SLACK * 2 + Duration::from_secs(10)
+    }
 }
 
 /// Runs stage `opts.stage` until `shutdown` stops it; then finishes and acknowledges
-/// the batches in hand and returns.
+/// the batches in hand and returns. `health` gets the consumer's readiness and every
+/// loop's heartbeat.
 pub async fn run(
     conn: Connection,
     opts: WorkerOptions,
     shutdown: Shutdown,
     metrics: Metrics,
+    health: Health,
 ) -> Result<WorkerSummary> {
     let plan = opts.plan;
     let i = opts.stage;
@@ -369,6 +374,7 @@ pub async fn run(
         max_deliver: n.max_deliver,
         nak_delay: Duration::from_millis(n.nak_delay_ms),
         progress_every: Duration::from_millis((n.ack_wait_ms / 3).max(50)),
+        batch_timeout: Duration::from_millis(n.batch_timeout_ms),
         batch_messages: bcfg.max_rows.div_ceil(n.records_per_message).max(1),
         idle: Duration::from_millis(n.idle_wait_ms),
         fill: Duration::from_millis(bcfg.max_delay_ms),
@@ -376,10 +382,14 @@ pub async fn run(
         sm: metrics.stage(&stage),
         stage,
         conn,
+        cfgs,
+        cx,
+        health,
     });
     let mut threads = Vec::new();
     for _ in 0..opts.concurrency.max(1) {
-        threads.push(StageThread::start(cfgs.clone(), cx.clone()).await?);
+        threads
+            .push(StageThread::start(ctx.cfgs.clone(), ctx.cx.clone(), ctx.batch_timeout).await?);
     }
     tracing::info!(
         stage = %ctx.stage,
@@ -389,41 +399,41 @@ pub async fn run(
         revision = %ctx.revision,
         "Worker ready."
     );
-    let consumer = ctx.conn.consumer(i).await?;
-    let poller = tokio::spawn(poll_consumer(consumer.clone(), ctx.nm.clone()));
-    let dlq = tokio::spawn(dead_letter_loop(ctx.clone(), shutdown.clone()));
+    let bound = ctx.health.flag(format!(
+        "consumer {} on {} bound",
+        ctx.input.to, ctx.input.stream
+    ));
+    // One puller per stage thread: each keeps its own stall accounting.
+    let mut pullers = Vec::new();
+    for _ in 0..threads.len() {
+        pullers.push(
+            Puller::bind(
+                &ctx.conn,
+                &ctx.input.stream,
+                &ctx.input.to,
+                ctx.nm.clone(),
+                Some(bound.clone()),
+            )
+            .await?,
+        );
+    }
+    let poller = tokio::spawn(poll_consumer(pullers[0].consumer().clone(), ctx.nm.clone()));
+    let dlq = tokio::spawn(dead_letter::advisory_loop(ctx.clone(), shutdown.clone()));
     let mut loops = Vec::new();
-    for t in threads {
+    for (k, (t, mut puller)) in threads.into_iter().zip(pullers).enumerate() {
         let ctx = ctx.clone();
-        let consumer = consumer.clone();
         let sd = shutdown.clone();
         loops.push(tokio::spawn(async move {
-            let mut sum = WorkerSummary::default();
-            while !sd.is_stopping() {
-                let msgs = match pull(&consumer, ctx.batch_messages, ctx.idle, ctx.fill).await {
-                    Ok(m) => m,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "Pull failed; retrying.");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        continue;
-                    }
-                };
-                if msgs.is_empty() {
-                    continue;
-                }
-                handle(&ctx, &t, msgs, &mut sum).await;
-            }
-            sum
+            stage_loop(&ctx, t, &mut puller, &sd, k).await
         }));
     }
     let mut total = WorkerSummary::default();
     let mut first_err = None;
     for l in loops {
         match l.await {
-            Ok(s) => {
-                total.messages += s.messages;
-                total.records += s.records;
-                total.dead_lettered += s.dead_lettered;
+            Ok(Ok(s)) => total.add(&s),
+            Ok(Err(e)) => {
+                first_err.get_or_insert(e);
             }
             Err(e) => {
                 first_err.get_or_insert(Error::Runtime(format!("{} loop failed: {e}", ctx.stage)));
@@ -446,16 +456,56 @@ pub async fn run(
     }
 }
 
+/// One stage thread's loop: pull, handle, repeat; a thread stuck past the batch
+/// deadline is replaced.
+async fn stage_loop(
+    ctx: &Ctx,
+    mut t: StageThread,
+    puller: &mut Puller,
+    shutdown: &Shutdown,
+    k: usize,
+) -> Result<WorkerSummary> {
+    let beat = ctx
+        .health
+        .register(format!("{} loop {k}", ctx.stage), ctx.loop_allowance());
+    let mut sum = WorkerSummary::default();
+    while !shutdown.is_stopping() {
+        beat.beat();
+        let msgs = match puller.pull(ctx.batch_messages, ctx.idle, ctx.fill).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "Pull failed; retrying.");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        if msgs.is_empty() {
+            continue;
+        }
+        handle(ctx, &t, msgs, &mut sum).await;
+        if t.is_stuck() {
+            tracing::error!(
+                stage = %ctx.stage,
+                timeout_ms = ctx.batch_timeout.as_millis() as u64,
+                "A batch ran past batch_timeout_ms; abandoning its stage thread and starting a new one."
+            );
+            t = StageThread::start(ctx.cfgs.clone(), ctx.cx.clone(), ctx.batch_timeout).await?;
+        }
+    }
+    Ok(sum)
+}
+
 /// Keeps the consumer gauges current.
-async fn poll_consumer(mut consumer: PullConsumer, nm: NatsMetrics) {
+async fn poll_consumer(mut consumer: jetstream::consumer::PullConsumer, nm: NatsMetrics) {
     loop {
-        match consumer.info().await {
-            Ok(info) => {
+        match tokio::time::timeout(Duration::from_secs(5), consumer.info()).await {
+            Ok(Ok(info)) => {
                 nm.pending.set(info.num_pending as i64);
                 nm.ack_pending.set(info.num_ack_pending as i64);
                 nm.redelivered.set(info.num_redelivered as i64);
             }
-            Err(e) => tracing::debug!(error = %e, "Consumer info failed."),
+            Ok(Err(e)) => tracing::debug!(error = %e, "Consumer info failed."),
+            Err(_) => tracing::debug!("Consumer info timed out."),
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
@@ -470,18 +520,37 @@ async fn open(ctx: &Ctx, msg: jetstream::Message) -> Incoming {
     if delivered > 1 {
         ctx.nm.redeliveries.inc();
     }
-    let mut claim = None;
+    // Known from the header even when the object cannot be read, so that a dead
+    // letter can forward it.
+    let mut claim = msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(headers::CLAIM))
+        .map(|v| v.as_str().to_string());
+    let limit = ctx.conn.nats.max_message_bytes;
     let batch = async {
-        check_version(msg.headers.as_ref())?;
-        let (payload, c) = ctx.conn.payload(msg.headers.as_ref(), &msg.payload).await?;
-        claim = c;
-        let b = decode(&payload)?;
+        check_version(msg.headers.as_ref()).map_err(|e| Refused::retry(e.to_string()))?;
+        let (payload, c) = ctx
+            .conn
+            .payload(msg.headers.as_ref(), &msg.payload)
+            .await
+            .map_err(|e| match e {
+                ClaimError::TooLarge(m) => Refused::too_large(m, Vec::new()),
+                ClaimError::Unavailable(m) => Refused::retry(m),
+            })?;
+        claim = c.or(claim.take());
+        let b = decode_bounded(&payload, limit).map_err(|u| {
+            if u.too_large {
+                Refused::too_large(u.message, u.ids)
+            } else {
+                Refused::retry(u.message)
+            }
+        })?;
         check_compatible(&ctx.in_schema, &b.schema())
-            .map_err(|d| Error::Nats(format!("payload does not fit {}: {d}", ctx.stage)))?;
-        with_columns(&b, ctx.in_schema.clone(), vec![])
+            .map_err(|d| Refused::retry(format!("payload does not fit {}: {d}", ctx.stage)))?;
+        with_columns(&b, ctx.in_schema.clone(), vec![]).map_err(|e| Refused::retry(e.to_string()))
     }
-    .await
-    .map_err(|e| e.to_string());
+    .await;
     Incoming {
         submission: super::submission_of(msg.headers.as_ref()),
         msg,
@@ -505,10 +574,7 @@ async fn handle(
         let inc = open(ctx, m).await;
         match &inc.batch {
             Ok(_) => good.push(inc),
-            Err(e) => {
-                let e = e.clone();
-                fail(ctx, inc, REASON_UNDECODABLE, &e, None, sum).await;
-            }
+            Err(_) => dead_letter::fail(ctx, inc, sum).await,
         }
     }
     if good.is_empty() {
@@ -517,7 +583,7 @@ async fn handle(
     let batches: Vec<&RecordBatch> = good.iter().filter_map(|g| g.batch.as_ref().ok()).collect();
     let whole = concat_batches(&ctx.in_schema, batches.iter().copied());
     let started = Instant::now();
-    let result = match whole {
+    let ran = match whole {
         Ok(b) => {
             ctx.sm.records_in.inc_by(b.num_rows() as u64);
             ctx.sm.batch_rows.observe(b.num_rows() as f64);
@@ -527,11 +593,19 @@ async fn handle(
                 rows = b.num_rows(),
                 "Batch in inference."
             );
-            t.process(b).await
+            t.run(b).await
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Ran::Failed(e.into()),
     };
-    match result.and_then(|outs| split(ctx, &good, outs)) {
+    let ran = match ran {
+        Ran::Done(outs) => match split(ctx, &good, outs) {
+            Ok(per_msg) => Ok(per_msg),
+            Err(e) => Err(Some(e)),
+        },
+        Ran::Failed(e) => Err(Some(e)),
+        Ran::TimedOut => Err(None),
+    };
+    match ran {
         Ok(per_msg) => {
             ctx.sm
                 .batch_seconds
@@ -541,26 +615,74 @@ async fn handle(
             publish_and_ack(ctx, good, per_msg, sum).await;
             tracing::debug!(stage = %ctx.stage, "Batch done.");
         }
-        Err(e) if good.len() > 1 => {
+        Err(None) => {
+            // No more progress acks for a batch past its deadline.
+            drop(ticker);
+            ctx.nm.batch_timeouts.inc();
+            let why = format!(
+                "stage {} did not finish the batch within batch_timeout_ms = {}",
+                ctx.stage,
+                ctx.batch_timeout.as_millis()
+            );
+            tracing::warn!(stage = %ctx.stage, messages = good.len(), "Batch past its deadline; returning its messages.");
+            for mut inc in good {
+                inc.batch = Err(Refused::timeout(
+                    why.clone(),
+                    inc.batch.as_ref().ok().cloned(),
+                ));
+                dead_letter::fail(ctx, inc, sum).await;
+            }
+            return;
+        }
+        Err(Some(e)) if good.len() > 1 => {
             tracing::warn!(stage = %ctx.stage, error = %e, messages = good.len(), "Batch failed; retrying its messages one by one.");
             for inc in good {
                 let Ok(b) = inc.batch.clone() else { continue };
-                match t
-                    .process(b)
-                    .await
-                    .and_then(|o| split(ctx, std::slice::from_ref(&inc), o))
-                {
-                    Ok(out) => publish_and_ack(ctx, vec![inc], out, sum).await,
-                    Err(e) => {
-                        let e = e.to_string();
-                        fail(ctx, inc, REASON_STAGE_ERROR, &e, Some(t), sum).await
+                match t.run(b).await {
+                    Ran::Done(o) => match split(ctx, std::slice::from_ref(&inc), o) {
+                        Ok(out) => publish_and_ack(ctx, vec![inc], out, sum).await,
+                        Err(e) => {
+                            let stage = (!t.is_stuck()).then_some(t);
+                            dead_letter::fail_stage(
+                                ctx,
+                                inc,
+                                REASON_STAGE_ERROR,
+                                &e.to_string(),
+                                stage,
+                                sum,
+                            )
+                            .await
+                        }
+                    },
+                    Ran::Failed(e) => {
+                        let stage = (!t.is_stuck()).then_some(t);
+                        dead_letter::fail_stage(
+                            ctx,
+                            inc,
+                            REASON_STAGE_ERROR,
+                            &e.to_string(),
+                            stage,
+                            sum,
+                        )
+                        .await
+                    }
+                    Ran::TimedOut => {
+                        let mut inc = inc;
+                        let why = format!(
+                            "stage {} did not finish the record within batch_timeout_ms = {}",
+                            ctx.stage,
+                            ctx.batch_timeout.as_millis()
+                        );
+                        inc.batch = Err(Refused::timeout(why, inc.batch.as_ref().ok().cloned()));
+                        dead_letter::fail(ctx, inc, sum).await;
                     }
                 }
             }
         }
-        Err(e) => {
+        Err(Some(e)) => {
             let inc = good.pop().expect("one message");
-            fail(ctx, inc, REASON_STAGE_ERROR, &e.to_string(), Some(t), sum).await
+            dead_letter::fail_stage(ctx, inc, REASON_STAGE_ERROR, &e.to_string(), Some(t), sum)
+                .await
         }
     }
     drop(ticker);
@@ -581,8 +703,9 @@ fn split(ctx: &Ctx, inputs: &[Incoming], outs: Vec<RecordBatch>) -> Result<Vec<R
     for (r, id) in record_ids(&out)?.into_iter().enumerate() {
         let k = owner.get(&id).ok_or_else(|| {
             Error::Runtime(format!(
-                "{} emitted record {id}, which was not in its input",
-                ctx.stage
+                "{} emitted record {}, which was not in its input",
+                ctx.stage,
+                headers::escape(&id)
             ))
         })?;
         rows[*k].push(r as u32);
@@ -590,6 +713,37 @@ fn split(ctx: &Ctx, inputs: &[Incoming], outs: Vec<RecordBatch>) -> Result<Vec<R
     rows.into_iter()
         .map(|r| -> Result<RecordBatch> { Ok(take_record_batch(&out, &UInt32Array::from(r))?) })
         .collect()
+}
+
+/// Publishes `out` (rows of `inc`) downstream and waits for the server to store every
+/// part; returns the rows stored.
+pub(crate) async fn publish_rows(
+    ctx: &Ctx,
+    inc: &Incoming,
+    in_ids: &[String],
+    out: &RecordBatch,
+) -> Result<usize> {
+    if out.num_rows() == 0 {
+        return Ok(0);
+    }
+    let mid = message_id(&ctx.stage, &ctx.revision, &inc.submission, in_ids);
+    let edge = ctx.output.label();
+    let o = Outgoing {
+        subject: &ctx.output.subject,
+        stage: &ctx.stage,
+        edge: &edge,
+        message_id: &mid,
+        extra: vec![(headers::SUBMISSION, inc.submission.clone())],
+    };
+    let pending = ctx.conn.send_batch(&o, out).await?;
+    for p in pending {
+        if p.claimed {
+            ctx.nm.claims.inc();
+        }
+        let (_, secs) = p.wait().await?;
+        ctx.nm.publish_seconds.observe(secs);
+    }
+    Ok(out.num_rows())
 }
 
 /// Publishes each message's output, waits for the server's acks, then acknowledges
@@ -600,56 +754,21 @@ async fn publish_and_ack(
     outputs: Vec<RecordBatch>,
     sum: &mut WorkerSummary,
 ) {
-    let edge = ctx.output.label();
-    let mut sent = Vec::with_capacity(inputs.len());
-    for (inc, out) in inputs.into_iter().zip(outputs) {
-        let r = async {
-            if out.num_rows() == 0 {
-                return Ok(None);
-            }
-            let in_ids = record_ids(inc.batch.as_ref().map_err(|e| Error::Nats(e.clone()))?)?;
-            let mid = message_id(&ctx.stage, &ctx.revision, &inc.submission, &in_ids);
-            let o = Outgoing {
-                subject: &ctx.output.subject,
-                stage: &ctx.stage,
-                edge: &edge,
-                message_id: &mid,
-                extra: vec![(headers::SUBMISSION, inc.submission.clone())],
-            };
-            ctx.conn
-                .send(&o, out.num_rows(), encode(&out, ctx.conn.nats.compression)?)
-                .await
-                .map(Some)
-        }
-        .await;
-        sent.push((inc, out.num_rows(), r));
-    }
     let mut acks = Vec::new();
-    for (inc, rows, r) in sent {
-        let stored = match r {
-            Ok(None) => Ok(()),
-            Ok(Some(p)) => {
-                if p.claimed {
-                    ctx.nm.claims.inc();
-                }
-                match p.wait().await {
-                    Ok((_, secs)) => {
-                        ctx.nm.publish_seconds.observe(secs);
-                        Ok(())
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-            Err(e) => Err(e),
+    for (inc, out) in inputs.into_iter().zip(outputs) {
+        let stored = match inc.batch.as_ref().map(record_ids) {
+            Ok(Ok(ids)) => publish_rows(ctx, &inc, &ids, &out).await,
+            Ok(Err(e)) => Err(e),
+            Err(r) => Err(Error::Nats(r.message.clone())),
         };
         match stored {
-            Ok(()) => {
+            Ok(rows) => {
                 ctx.sm.records_out.inc_by(rows as u64);
                 acks.push(inc);
             }
             Err(e) => {
                 tracing::warn!(stage = %ctx.stage, error = %e, "Output not stored; the input will be retried.");
-                nak(ctx, &inc).await;
+                dead_letter::nak(ctx, &inc).await;
             }
         }
     }
@@ -670,364 +789,4 @@ async fn publish_and_ack(
             }
         }
     }
-}
-
-async fn nak(ctx: &Ctx, inc: &Incoming) {
-    ctx.nm.retries.inc();
-    if let Err(e) = inc.msg.ack_with(AckKind::Nak(Some(ctx.nak_delay))).await {
-        tracing::debug!(error = %e, "Nak not sent; the ack wait will redeliver.");
-    }
-}
-
-/// A message that failed alone: retried later, or dead-lettered on its last delivery.
-async fn fail(
-    ctx: &Ctx,
-    inc: Incoming,
-    reason: &str,
-    error: &str,
-    stage: Option<&StageThread>,
-    sum: &mut WorkerSummary,
-) {
-    if inc.delivered < ctx.max_deliver {
-        tracing::warn!(
-            stage = %ctx.stage,
-            delivery = inc.delivered,
-            max_deliver = ctx.max_deliver,
-            error,
-            "Message failed; returned for a delayed retry."
-        );
-        nak(ctx, &inc).await;
-        return;
-    }
-    tracing::error!(
-        stage = %ctx.stage,
-        delivery = inc.delivered,
-        reason,
-        error,
-        "Message failed on its last delivery; dead-lettering it."
-    );
-    // Records that still work alone go on; the rest become error rows.
-    let mut outputs = Vec::new();
-    let mut failed_ids = Vec::new();
-    if let (Ok(batch), Some(t)) = (&inc.batch, stage) {
-        for r in 0..batch.num_rows() {
-            let one = batch.slice(r, 1);
-            match t
-                .process(one.clone())
-                .await
-                .and_then(|o| Ok(concat_batches(&ctx.out_schema, &o)?))
-            {
-                Ok(o) => outputs.push(o),
-                Err(e) => {
-                    let ids = record_ids(&one).unwrap_or_default();
-                    failed_ids.extend(ids.iter().cloned());
-                    let msg = e.to_string();
-                    match error_rows(&one, &ctx.out_schema, ErrorKind::Internal, |id| {
-                        poison_message(ctx, id, inc.delivered, &msg)
-                    }) {
-                        Ok(rows) => outputs.push(rows),
-                        Err(e) => tracing::error!(error = %e, "Cannot build error rows."),
-                    }
-                }
-            }
-        }
-    }
-    let all_failed = match &inc.batch {
-        Ok(b) => failed_ids.len() == b.num_rows(),
-        Err(_) => true,
-    };
-    let original = inc.msg.payload.clone();
-    let ok = dead_letter(ctx, &inc, &original, reason, error, &failed_ids, outputs).await;
-    if ok {
-        sum.dead_lettered += 1;
-        ctx.nm.dead_lettered(reason);
-        if !failed_ids.is_empty() {
-            ctx.sm
-                .failed(ErrorKind::Internal.as_str(), failed_ids.len() as u64);
-        }
-        let kind = if all_failed {
-            AckKind::Term
-        } else {
-            AckKind::Ack
-        };
-        match inc.msg.double_ack_with(kind).await {
-            Ok(()) => {
-                sum.messages += 1;
-                // A terminated message is not removed from a WorkQueue stream by every
-                // server version; it is dead-lettered, so remove it.
-                remove(&ctx.conn, &ctx.input.stream, inc.stream_sequence).await;
-            }
-            Err(e) => tracing::warn!(error = %e, "Termination not confirmed."),
-        }
-    } else {
-        nak(ctx, &inc).await;
-    }
-}
-
-fn poison_message(ctx: &Ctx, id: &str, deliveries: i64, error: &str) -> String {
-    format!(
-        "record {id}: stage {} failed on each of {deliveries} deliveries; dead-lettered to {}: {error}",
-        ctx.stage, ctx.input.dead_letter_subject
-    )
-}
-
-/// Deletes message `seq` from `stream` (dead-lettered: it must not block the stream).
-pub(crate) async fn remove(conn: &Connection, stream: &str, seq: u64) {
-    if seq == 0 {
-        return;
-    }
-    match conn.js.get_stream(stream).await {
-        Ok(s) => {
-            if let Err(e) = s.delete_message(seq).await {
-                tracing::debug!(error = %e, seq, "Message already removed.");
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, stream, "Cannot remove a dead-lettered message."),
-    }
-}
-
-/// Publishes `outputs` (the message's surviving and error rows) downstream and the
-/// original message to the dead-letter subject; true once both are stored.
-async fn dead_letter(
-    ctx: &Ctx,
-    inc: &Incoming,
-    original: &Bytes,
-    reason: &str,
-    error: &str,
-    failed_ids: &[String],
-    outputs: Vec<RecordBatch>,
-) -> bool {
-    let r = async {
-        if !outputs.is_empty() {
-            let out = concat_batches(&ctx.out_schema, &outputs)?;
-            if out.num_rows() > 0 {
-                let in_ids = match &inc.batch {
-                    Ok(b) => record_ids(b)?,
-                    Err(_) => record_ids(&out)?,
-                };
-                let mid = message_id(&ctx.stage, &ctx.revision, &inc.submission, &in_ids);
-                let edge = ctx.output.label();
-                let o = Outgoing {
-                    subject: &ctx.output.subject,
-                    stage: &ctx.stage,
-                    edge: &edge,
-                    message_id: &mid,
-                    extra: vec![(headers::SUBMISSION, inc.submission.clone())],
-                };
-                let (_, secs) = ctx
-                    .conn
-                    .send(&o, out.num_rows(), encode(&out, ctx.conn.nats.compression)?)
-                    .await?
-                    .wait()
-                    .await?;
-                ctx.nm.publish_seconds.observe(secs);
-                ctx.sm.records_out.inc_by(out.num_rows() as u64);
-            }
-        }
-        let rows = inc.batch.as_ref().map(|b| b.num_rows()).unwrap_or(0);
-        let mut extra = vec![
-            (headers::DEAD_REASON, format!("{reason}: {error}")),
-            (headers::DELIVERIES, inc.delivered.to_string()),
-            (
-                headers::ORIGIN,
-                format!("{}:{}", ctx.input.stream, inc.stream_sequence),
-            ),
-            (headers::RECORD_IDS, failed_ids.join(",")),
-        ];
-        let payload = match &inc.claim {
-            Some(c) => {
-                extra.push((headers::CLAIM, c.clone()));
-                Bytes::new()
-            }
-            None => original.clone(),
-        };
-        publish_dead_letter(
-            &ctx.conn,
-            &ctx.input,
-            &ctx.stage,
-            &extra,
-            rows,
-            payload,
-            inc.stream_sequence,
-        )
-        .await
-    }
-    .await;
-    match r {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::warn!(error = %e, "Dead-lettering failed; the message will be retried.");
-            false
-        }
-    }
-}
-
-/// Publishes a message's original bytes to `edge`'s dead-letter subject with `extra`
-/// headers (reason, deliveries, origin, ids) and waits for the server to store it.
-/// Dead letters keep their bytes as they came: never claim-checked again (a forwarded
-/// claim travels in the headers).
-pub(crate) async fn publish_dead_letter(
-    conn: &Connection,
-    edge: &EdgeNames,
-    stage: &str,
-    extra: &[(&'static str, String)],
-    rows: usize,
-    payload: Bytes,
-    seq: u64,
-) -> Result<()> {
-    let mut h = async_nats::HeaderMap::new();
-    for (k, v) in extra {
-        h.insert(*k, v.as_str());
-    }
-    h.insert(headers::STAGE, stage);
-    h.insert(headers::EDGE, edge.label());
-    h.insert(headers::ROWS, rows.to_string());
-    conn.js
-        .send_publish(
-            edge.dead_letter_subject.clone(),
-            async_nats::jetstream::message::PublishMessage::build()
-                .payload(payload)
-                .headers(h)
-                .message_id(format!("dlq:{}:{seq}", edge.stream)),
-        )
-        .await
-        .map_err(nats_err("publish dead letter"))?
-        .await
-        .map_err(nats_err("dead letter not acknowledged"))?;
-    Ok(())
-}
-
-/// The server's max-deliveries advisory (fields used here).
-#[derive(serde::Deserialize)]
-struct MaxDeliveries {
-    stream: String,
-    stream_seq: u64,
-    deliveries: i64,
-}
-
-/// Dead-letters this stage's messages whose deliveries ran out with no outcome. Returns
-/// how many it handled.
-async fn dead_letter_loop(ctx: Arc<Ctx>, shutdown: Shutdown) -> u64 {
-    let mut n = 0;
-    let consumer: PullConsumer = loop {
-        let got: Result<PullConsumer> = async {
-            ctx.conn
-                .js
-                .get_stream(&ctx.conn.topology.advisory_stream)
-                .await
-                .map_err(nats_err("advisory stream"))?
-                .get_consumer(&super::dead_letter_consumer(&ctx.input.to))
-                .await
-                .map_err(nats_err("advisory consumer"))
-        }
-        .await;
-        match got {
-            Ok(c) => break c,
-            Err(e) => {
-                tracing::warn!(error = %e, "Advisory consumer unavailable; retrying.");
-                if shutdown.is_stopping() {
-                    return n;
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    };
-    while !shutdown.is_stopping() {
-        let msgs = match pull(&consumer, 16, ctx.idle, Duration::ZERO).await {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::debug!(error = %e, "Advisory pull failed.");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-        };
-        for m in msgs {
-            match exhausted(&ctx, &m).await {
-                Ok(handled) => {
-                    n += handled as u64;
-                    if let Err(e) = m.double_ack().await {
-                        tracing::warn!(error = %e, "Advisory ack not confirmed.");
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "Cannot dead-letter an exhausted message yet.");
-                    let _ = m.ack_with(AckKind::Nak(Some(ctx.nak_delay))).await;
-                }
-            }
-        }
-    }
-    n
-}
-
-/// Handles one max-deliveries advisory; false when the message is already gone.
-async fn exhausted(ctx: &Ctx, advisory: &jetstream::Message) -> Result<bool> {
-    let a: MaxDeliveries = serde_json::from_slice(&advisory.payload)?;
-    let stream = ctx
-        .conn
-        .js
-        .get_stream(&a.stream)
-        .await
-        .map_err(nats_err(format!("stream {}", a.stream)))?;
-    let raw = match stream.get_raw_message(a.stream_seq).await {
-        Ok(r) => r,
-        // Acknowledged late, or already dead-lettered by its last worker.
-        Err(_) => return Ok(false),
-    };
-    let why = format!(
-        "no worker finished it in {} deliveries (max_deliver)",
-        a.deliveries
-    );
-    let decoded = async {
-        let (payload, claim) = ctx.conn.payload(Some(&raw.headers), &raw.payload).await?;
-        let b = decode(&payload)?;
-        Ok::<_, Error>((with_columns(&b, ctx.in_schema.clone(), vec![])?, claim))
-    }
-    .await;
-    let (batch, claim) = match decoded {
-        Ok((b, c)) => (Ok(b), c),
-        Err(e) => (Err(e.to_string()), None),
-    };
-    let mut outputs = Vec::new();
-    let mut ids = Vec::new();
-    if let Ok(b) = &batch {
-        ids = record_ids(b)?;
-        outputs.push(error_rows(b, &ctx.out_schema, ErrorKind::Internal, |id| {
-            poison_message(ctx, id, a.deliveries, &why)
-        })?);
-    }
-    let inc = Incoming {
-        submission: super::submission_of(Some(&raw.headers)),
-        msg: advisory.clone(),
-        delivered: a.deliveries,
-        stream_sequence: a.stream_seq,
-        claim,
-        batch,
-    };
-    // The dead letter carries the original bytes, not the advisory's.
-    if !dead_letter(
-        ctx,
-        &inc,
-        &raw.payload,
-        REASON_MAX_DELIVER,
-        &why,
-        &ids,
-        outputs,
-    )
-    .await
-    {
-        return Err(Error::Nats("dead letter not stored".into()));
-    }
-    ctx.nm.dead_lettered(REASON_MAX_DELIVER);
-    if !ids.is_empty() {
-        ctx.sm
-            .failed(ErrorKind::Internal.as_str(), ids.len() as u64);
-    }
-    remove(&ctx.conn, &a.stream, a.stream_seq).await;
-    tracing::error!(
-        stage = %ctx.stage,
-        seq = a.stream_seq,
-        deliveries = a.deliveries,
-        "Dead-lettered a message whose deliveries ran out."
-    );
-    Ok(true)
 }

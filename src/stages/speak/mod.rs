@@ -43,6 +43,13 @@ pub struct SpeakConfig {
     /// Captions longer than this are cut (characters) before speaking.
     #[serde(default = "max_chars")]
     pub max_chars: usize,
+    /// An utterance's deadline before the per-character allowance; past the whole
+    /// deadline eSpeak NG is killed and the record becomes a `speech` error row.
+    #[serde(default = "timeout_ms")]
+    pub timeout_ms: u64,
+    /// Milliseconds added to the deadline per character of the caption.
+    #[serde(default = "timeout_ms_per_char")]
+    pub timeout_ms_per_char: u64,
     /// Worker threads (each runs its own synthesizer processes).
     #[serde(default = "one")]
     pub workers: usize,
@@ -74,6 +81,12 @@ fn max_chars() -> usize {
 fn one() -> usize {
     1
 }
+fn timeout_ms() -> u64 {
+    5_000
+}
+fn timeout_ms_per_char() -> u64 {
+    20
+}
 
 impl SpeakConfig {
     fn speaker(&self) -> Speaker {
@@ -82,6 +95,8 @@ impl SpeakConfig {
             rate: self.rate,
             pitch: self.pitch,
             sample_rate: self.sample_rate,
+            timeout: std::time::Duration::from_millis(self.timeout_ms),
+            timeout_per_char: std::time::Duration::from_millis(self.timeout_ms_per_char),
             ..Default::default()
         }
     }
