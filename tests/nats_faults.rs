@@ -866,3 +866,99 @@ fn a_batch_past_its_deadline_is_redelivered_then_becomes_timeout_rows() {
         assert!(p.terminate(30), "{} did not drain\n{}", p.name, p.log());
     }
 }
+
+#[test]
+fn a_consumer_whose_pulls_go_unanswered_is_found_stalled_and_recovers() {
+    // The worker's user may not send pull requests at first: the server drops them,
+    // so pulls return nothing while the consumer reports pending messages, the shape
+    // of a pull lost in a leader change. A reload then lifts the ban.
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path();
+    let conf = dir.path().join("server.conf");
+    let store = dir.path().join("store");
+    let users = |deny: bool| {
+        let perms = if deny {
+            r#", permissions: { publish: { deny: ["$JS.API.CONSUMER.MSG.NEXT.*.decode_image"] } }"#
+        } else {
+            ""
+        };
+        format!(
+            "authorization {{ users: [ {{user: admin, password: pw}}, {{user: worker, password: pw{perms}}} ] }}\njetstream {{ store_dir: \"{}\", max_memory_store: 256MB, max_file_store: 100GB }}\n",
+            store.display()
+        )
+    };
+    std::fs::write(&conf, users(true)).unwrap();
+    let log = dir.path().join("server.log");
+    let server = NatsServer::start_full(&["-c", conf.to_str().unwrap()], &[], Some(&log), false);
+    let url = server.url();
+    std::fs::write(dir.path().join("pw"), "pw").unwrap();
+    let text = |user: &str| {
+        format!(
+            r#"
+name = "stall"
+mode = "nats"
+[batch]
+max_rows = 4
+max_delay_ms = 10
+[nats]
+user = "{user}"
+password_file = "pw"
+idle_wait_ms = 300
+commit_interval_ms = 200
+stall_after_ms = 1500
+[source]
+type = "files"
+[[stage]]
+type = "decode_image"
+image_size = 16
+[sink]
+type = "parquet"
+"#
+        )
+    };
+    let admin = dir.path().join("admin");
+    std::fs::create_dir_all(&admin).unwrap();
+    std::fs::copy(dir.path().join("pw"), admin.join("pw")).unwrap();
+    let pa = crate::util::pipeline(&admin, &text("admin"));
+    let pw = crate::util::pipeline(dir.path(), &text("worker"));
+    let input = dir.path().join("in");
+    let n = 6;
+    write_images(&input, n, 24, 16);
+    let out = dir.path().join("out");
+    let port = free_port();
+    let mut decode = worker("decode", "decode_image", &pw, &url, logs, Some(port));
+    let mut sink = sink("sink", &pa, &url, &out, logs);
+    let mut sub = submit(&pa, &url, &input, logs);
+    assert!(sub.child.wait().unwrap().success(), "{}", sub.log());
+    assert!(
+        wait_for(30, || decode.log().contains(
+            "Consumer reports pending messages but pulls return nothing"
+        )),
+        "no stall found\n{}",
+        logs_of(&[&decode, &sink])
+    );
+    let m = http_get(port, "/metrics");
+    assert!(metric(&m, "capstream_nats_pull_stalls_total") >= 1.0, "{m}");
+    assert!(
+        metric(&m, "capstream_nats_pull_timeouts_total") >= 1.0,
+        "{m}"
+    );
+    assert!(committed(&out).is_empty(), "nothing got through the ban");
+    // Lift the ban; the worker's next pulls are answered.
+    std::fs::write(&conf, users(false)).unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-HUP", &server.pid().to_string()])
+        .status();
+    assert!(
+        wait_rows(&out, n, 60),
+        "{} of {n} rows after the reload\n{}\n--- server ---\n{}",
+        committed(&out).len(),
+        logs_of(&[&decode, &sink]),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let c = counts(&committed(&out));
+    assert!(c.len() == n && c.values().all(|&k| k == 1), "{c:?}");
+    for p in [&mut decode, &mut sink] {
+        assert!(p.terminate(30), "{} did not drain\n{}", p.name, p.log());
+    }
+}

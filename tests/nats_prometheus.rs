@@ -91,3 +91,61 @@ type = "parquet"
     assert!(body.contains("\"pipeline\":\"scraped\""), "{body}");
     assert!(worker.terminate(30), "{}", worker.log());
 }
+
+#[test]
+fn readyz_follows_the_nats_connection_and_healthz_the_loops() {
+    let mut server = NatsServer::start(true);
+    let dir = tempfile::tempdir().unwrap();
+    let p = server.pipeline(
+        dir.path(),
+        r#"
+name = "probes"
+mode = "nats"
+[nats]
+idle_wait_ms = 300
+[source]
+type = "files"
+[[stage]]
+type = "decode_image"
+image_size = 16
+[sink]
+type = "parquet"
+"#,
+    );
+    let port = free_port();
+    let mut worker = Proc::spawn(
+        "worker",
+        &[
+            "worker",
+            "--stage",
+            "decode_image",
+            "--pipeline",
+            p.to_str().unwrap(),
+            "--nats",
+            &server.url(),
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+        ],
+        dir.path(),
+    );
+    let get = |path: &str| crate::nats_util::http10_status(port, path);
+    assert!(
+        wait_for(20, || get("/readyz").map(|(s, _)| s) == Some(200)),
+        "{:?}\n{}",
+        get("/readyz"),
+        worker.log()
+    );
+    assert_eq!(get("/healthz").unwrap(), (200, "ok\n".to_string()));
+    assert_eq!(get("/nope").unwrap().0, 404);
+    // The server goes away: the worker is still live, no longer ready, and says why.
+    server.kill();
+    assert!(
+        wait_for(20, || get("/readyz").map(|(s, _)| s) == Some(503)),
+        "{:?}",
+        get("/readyz")
+    );
+    let (_, why) = get("/readyz").unwrap();
+    assert!(why.contains("NATS connected"), "{why}");
+    assert_eq!(get("/healthz").unwrap().0, 200);
+    worker.kill();
+}

@@ -118,11 +118,23 @@ impl NatsServer {
     /// Starts nats-server with `args` and `env` (plus free ports, and a store when
     /// `args` enable JetStream) and waits until it accepts connections.
     pub fn start_with(args: &[&str], env: &[(String, String)], log: Option<&Path>) -> NatsServer {
+        NatsServer::start_full(args, env, log, !args.is_empty())
+    }
+
+    /// `start_with`, giving the store on the command line only when `cli_store` (a
+    /// config that names its own `store_dir` can be reloaded; 2.9 refuses to reload
+    /// one whose store came from `-sd`).
+    pub fn start_full(
+        args: &[&str],
+        env: &[(String, String)],
+        log: Option<&Path>,
+        cli_store: bool,
+    ) -> NatsServer {
         let store = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut cmd = Command::new(NATS_SERVER);
         cmd.args(args);
-        if !args.is_empty() {
+        if cli_store {
             cmd.args(["-m", &free_port().to_string()]);
             cmd.args(["-sd", store.path().to_str().unwrap()]);
         }
@@ -151,6 +163,17 @@ impl NatsServer {
 
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The server's process id (to signal it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the server (kill -9).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Writes pipeline `text` into `dir`, with this server's client keys when it is
@@ -406,4 +429,17 @@ pub fn http10_get(port: u16, path: &str) -> Option<String> {
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}
+
+/// An HTTP/1.0 GET on loopback: the status code and the body.
+pub fn http10_status(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let code = out.split_whitespace().nth(1)?.parse().ok()?;
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| (code, b.to_string()))
 }

@@ -148,11 +148,13 @@ pub fn write_images(dir: &Path, n: usize, w: u32, h: u32) -> Vec<PathBuf> {
     std::fs::create_dir_all(dir).unwrap();
     (0..n)
         .map(|k| {
+            // Blue also carries k / 256: the rest of the pattern repeats every 256
+            // images, and ids are content hashes (97 is odd, so 256 blocks differ).
             let img = image::RgbImage::from_fn(w, h, |x, y| {
                 image::Rgb([
                     (x * 7 + k as u32) as u8,
                     (y * 3 + 2 * k as u32) as u8,
-                    (k * 13) as u8,
+                    (k * 13 + (k >> 8) * 97) as u8,
                 ])
             });
             let p = dir.join(format!("img{k:04}.jpg"));

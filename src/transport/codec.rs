@@ -277,13 +277,24 @@ pub struct Pending {
     pub claimed: bool,
 }
 
+/// How long after a publish was sent its acknowledgement is waited for. async-nats
+/// starts its own ack timer only when the future is first polled, so a window of
+/// publishes awaited one after another, whose acks were all lost in a leader change,
+/// would cost a full timeout each, in turn: minutes for a window of 256. Measured from
+/// the send instead, they all expire together.
+pub const PUBLISH_ACK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Pending {
-    /// Waits for the server's acknowledgement; returns it with the seconds since the
-    /// publish was sent.
+    /// Waits for the server's acknowledgement, at most until [`PUBLISH_ACK_DEADLINE`]
+    /// after the send (an ack that already arrived is taken even past it); returns it
+    /// with the seconds since the publish was sent.
     pub async fn wait(self) -> Result<(async_nats::jetstream::publish::PublishAck, f64)> {
-        let ack = self
-            .ack
+        let left = PUBLISH_ACK_DEADLINE.saturating_sub(self.started.elapsed());
+        let ack = tokio::time::timeout(left, self.ack)
             .await
+            .map_err(|_| {
+                Error::Nats("publish not acknowledged: no ack within 5 s of the send".into())
+            })?
             .map_err(nats_err("publish not acknowledged"))?;
         Ok((ack, self.started.elapsed().as_secs_f64()))
     }

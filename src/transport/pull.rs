@@ -9,14 +9,15 @@
 //! `capstream_nats_pull_stalls_total`, and recovered from by re-binding the consumer
 //! (fresh consumer info, fresh pull subscriptions); a second stall in a row also asks
 //! the consumer's leader to step down, which makes a clustered server re-elect one and
-//! re-send every waiting request a `409 Leadership Change`.
+//! re-send every waiting request a `409 Leadership Change`; every third one in a row
+//! also reconnects the client (perhaps to another server of the cluster).
 //!
 //! This module must not know what the messages hold, nor acknowledge them.
 
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::PullConsumer;
-use async_nats::jetstream::{self, Message};
+use async_nats::jetstream::Message;
 use futures_util::StreamExt;
 
 use super::metrics::NatsMetrics;
@@ -261,6 +262,20 @@ impl Puller {
         if self.stalls_in_row >= 2 {
             self.step_down().await;
         }
+        if self.stalls_in_row >= 3 && self.stalls_in_row.is_multiple_of(3) {
+            // Last resort: a new connection, possibly to another server of the
+            // cluster (the one this process is on may have lost its route to the
+            // consumer's leader). Every loop of the process shares it; they all
+            // re-pull on their own.
+            tracing::warn!(
+                stream = %self.stream,
+                consumer = %self.name,
+                "Consumer still stalled; reconnecting to NATS."
+            );
+            if let Err(e) = self.conn.client.force_reconnect().await {
+                tracing::warn!(error = %e, "Reconnect request failed.");
+            }
+        }
     }
 
     /// Fetches the consumer afresh; on failure keeps the old handle (the next pull
@@ -317,6 +332,3 @@ pub async fn step_down(client: &async_nats::Client, subject: String) -> Result<(
         None => Ok(()),
     }
 }
-
-/// The message type pulled here, for callers that name it.
-pub type Pulled = jetstream::Message;

@@ -98,6 +98,7 @@ pub async fn run(
     };
     let mut summary = SubmitSummary::default();
     let mut since_check = 0u64;
+    let mut pace = 0u32;
     while let Some(batch) = rx.recv().await {
         if since_check >= 32 || summary.messages == 0 {
             since_check = 0;
@@ -140,21 +141,40 @@ pub async fn run(
                 rows: part.num_rows(),
                 mid,
                 token: token.clone(),
+                attempt: 0,
+                first_sent: Instant::now(),
             });
             summary.messages += 1;
             summary.records += part.num_rows() as u64;
             sm.records_out.inc_by(part.num_rows() as u64);
             sm.batches.inc();
             while window.len() >= WINDOW {
-                let p = window.pop_front().expect("non-empty");
-                settle(&conn, &edge.subject, &label, p, &nm, &mut summary).await?;
+                settle_front(
+                    &conn,
+                    &edge.subject,
+                    &label,
+                    &mut window,
+                    &mut pace,
+                    &nm,
+                    &mut summary,
+                )
+                .await?;
             }
         }
         since_check += 1;
     }
     drop(rx);
-    while let Some(p) = window.pop_front() {
-        settle(&conn, &edge.subject, &label, p, &nm, &mut summary).await?;
+    while !window.is_empty() {
+        settle_front(
+            &conn,
+            &edge.subject,
+            &label,
+            &mut window,
+            &mut pace,
+            &nm,
+            &mut summary,
+        )
+        .await?;
     }
     match reader.await {
         Ok(r) => r?,
@@ -175,17 +195,24 @@ struct InFlight {
     rows: usize,
     mid: String,
     token: String,
+    /// Sends so far beyond the first.
+    attempt: u32,
+    first_sent: Instant,
 }
 
-/// Attempts at one publish before submit gives up: about 30 s of a cluster without a
-/// leader, far longer than an election takes.
-const ATTEMPTS: u32 = 10;
+/// How long submit keeps re-sending one message before it gives up: far longer than
+/// a leader election takes (4-9 s on 2.9.10), short enough that a cluster that is
+/// really gone fails the command.
+const GIVE_UP: Duration = Duration::from_secs(120);
+
+/// Attempts at sending one message when the client itself refuses it.
+const SEND_ATTEMPTS: u32 = 10;
 
 fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(250 * u64::from(attempt.min(12)))
 }
 
-/// Sends one message, retrying while the server cannot take it.
+/// Sends one message, retrying while the client cannot take it.
 async fn send_retrying(
     conn: &Connection,
     subject: &str,
@@ -206,7 +233,7 @@ async fn send_retrying(
     loop {
         match conn.send(&out, rows, payload.clone()).await {
             Ok(p) => return Ok(p),
-            Err(e) if attempt + 1 < ATTEMPTS => {
+            Err(e) if attempt + 1 < SEND_ATTEMPTS => {
                 attempt += 1;
                 tracing::warn!(error = %e, attempt, "Publish failed; retrying.");
                 tokio::time::sleep(backoff(attempt)).await;
@@ -216,38 +243,55 @@ async fn send_retrying(
     }
 }
 
-/// Waits for one publish's acknowledgement and counts it; a publish that is not
-/// acknowledged is sent again with the same message id (the server stores it once).
-async fn settle(
+/// Settles the oldest publish of the window. Acknowledged, it is counted. Not
+/// acknowledged, it is sent again (same message id: the server stores it once) and
+/// goes to the back of the window, so that its wait overlaps every other publish's
+/// instead of holding them all up: in a leader change many acknowledgements are lost
+/// at once, and re-sending them one at a time, each waiting its own timeout, took
+/// minutes. `pace` counts failures since the last success; every 32 of them submit
+/// pauses, so a leaderless stream is not hammered.
+async fn settle_front(
     conn: &Connection,
     subject: &str,
     edge: &str,
-    mut p: InFlight,
+    window: &mut VecDeque<InFlight>,
+    pace: &mut u32,
     nm: &NatsMetrics,
     summary: &mut SubmitSummary,
 ) -> Result<()> {
-    let mut attempt = 0;
-    loop {
-        if p.pending.claimed {
-            nm.claims.inc();
-        }
-        match p.pending.wait().await {
-            Ok((ack, secs)) => {
-                nm.publish_seconds.observe(secs);
-                if ack.duplicate {
-                    summary.duplicates += 1;
-                }
-                return Ok(());
+    let Some(mut p) = window.pop_front() else {
+        return Ok(());
+    };
+    if p.pending.claimed {
+        nm.claims.inc();
+    }
+    match p.pending.wait().await {
+        Ok((ack, secs)) => {
+            nm.publish_seconds.observe(secs);
+            if ack.duplicate {
+                summary.duplicates += 1;
             }
-            Err(e) if attempt + 1 < ATTEMPTS => {
-                attempt += 1;
-                tracing::warn!(error = %e, attempt, "Publish not acknowledged; sending it again.");
-                tokio::time::sleep(backoff(attempt)).await;
-                p.pending =
-                    send_retrying(conn, subject, edge, &p.mid, &p.token, p.rows, &p.payload)
-                        .await?;
-            }
-            Err(e) => return Err(e),
+            *pace = 0;
+            Ok(())
         }
+        Err(e) if p.first_sent.elapsed() < GIVE_UP => {
+            p.attempt += 1;
+            *pace += 1;
+            if p.attempt == 1 || p.attempt.is_multiple_of(5) {
+                tracing::warn!(error = %e, attempt = p.attempt, "Publish not acknowledged; sending it again.");
+            }
+            if (*pace).is_multiple_of(32) {
+                tokio::time::sleep(backoff(*pace / 32)).await;
+            }
+            p.pending =
+                send_retrying(conn, subject, edge, &p.mid, &p.token, p.rows, &p.payload).await?;
+            window.push_back(p);
+            Ok(())
+        }
+        Err(e) => Err(Error::Nats(format!(
+            "a publish was not acknowledged in {} s of attempts ({} sends): {e}",
+            GIVE_UP.as_secs(),
+            p.attempt + 1
+        ))),
     }
 }

@@ -29,7 +29,7 @@ use arrow::datatypes::SchemaRef;
 use async_nats::jetstream::{self, AckKind};
 use tokio::sync::oneshot;
 
-use super::codec::{check_version, decode_bounded, ClaimError, Outgoing};
+use super::codec::{check_version, decode_bounded, ClaimError, Outgoing, Pending};
 use super::dead_letter::{self, Refused};
 use super::metrics::NatsMetrics;
 use super::pull::{Puller, CLIENT_SLACK};
@@ -715,16 +715,16 @@ fn split(ctx: &Ctx, inputs: &[Incoming], outs: Vec<RecordBatch>) -> Result<Vec<R
         .collect()
 }
 
-/// Publishes `out` (rows of `inc`) downstream and waits for the server to store every
-/// part; returns the rows stored.
-pub(crate) async fn publish_rows(
+/// Sends `out` (rows of `inc`, whose input held `in_ids`) downstream without waiting;
+/// returns the rows sent and the publishes to settle.
+pub(crate) async fn send_rows(
     ctx: &Ctx,
     inc: &Incoming,
     in_ids: &[String],
     out: &RecordBatch,
-) -> Result<usize> {
+) -> Result<(usize, Vec<Pending>)> {
     if out.num_rows() == 0 {
-        return Ok(0);
+        return Ok((0, Vec::new()));
     }
     let mid = message_id(&ctx.stage, &ctx.revision, &inc.submission, in_ids);
     let edge = ctx.output.label();
@@ -736,6 +736,11 @@ pub(crate) async fn publish_rows(
         extra: vec![(headers::SUBMISSION, inc.submission.clone())],
     };
     let pending = ctx.conn.send_batch(&o, out).await?;
+    Ok((out.num_rows(), pending))
+}
+
+/// Waits until the server stored every publish of `pending`.
+pub(crate) async fn settle(ctx: &Ctx, pending: Vec<Pending>) -> Result<()> {
     for p in pending {
         if p.claimed {
             ctx.nm.claims.inc();
@@ -743,7 +748,19 @@ pub(crate) async fn publish_rows(
         let (_, secs) = p.wait().await?;
         ctx.nm.publish_seconds.observe(secs);
     }
-    Ok(out.num_rows())
+    Ok(())
+}
+
+/// [`send_rows`], then [`settle`]: returns the rows stored.
+pub(crate) async fn publish_rows(
+    ctx: &Ctx,
+    inc: &Incoming,
+    in_ids: &[String],
+    out: &RecordBatch,
+) -> Result<usize> {
+    let (rows, pending) = send_rows(ctx, inc, in_ids, out).await?;
+    settle(ctx, pending).await?;
+    Ok(rows)
 }
 
 /// Publishes each message's output, waits for the server's acks, then acknowledges
@@ -754,12 +771,22 @@ async fn publish_and_ack(
     outputs: Vec<RecordBatch>,
     sum: &mut WorkerSummary,
 ) {
-    let mut acks = Vec::new();
+    // Every output is sent before any acknowledgement is awaited, so the batch's
+    // publishes overlap.
+    let mut sent = Vec::with_capacity(inputs.len());
     for (inc, out) in inputs.into_iter().zip(outputs) {
-        let stored = match inc.batch.as_ref().map(record_ids) {
-            Ok(Ok(ids)) => publish_rows(ctx, &inc, &ids, &out).await,
+        let r = match inc.batch.as_ref().map(record_ids) {
+            Ok(Ok(ids)) => send_rows(ctx, &inc, &ids, &out).await,
             Ok(Err(e)) => Err(e),
             Err(r) => Err(Error::Nats(r.message.clone())),
+        };
+        sent.push((inc, r));
+    }
+    let mut acks = Vec::new();
+    for (inc, r) in sent {
+        let stored = match r {
+            Ok((rows, pending)) => settle(ctx, pending).await.map(|()| rows),
+            Err(e) => Err(e),
         };
         match stored {
             Ok(rows) => {
