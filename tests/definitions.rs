@@ -145,3 +145,125 @@ fn prometheus_config_in_deploy_is_valid() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `text` cut into its YAML documents.
+fn yaml_docs(text: &str) -> Vec<&str> {
+    text.split("\n---\n").collect()
+}
+
+#[test]
+fn deploy_files_publish_on_loopback_and_hold_no_secret() {
+    let compose = std::fs::read_to_string(repo().join("deploy/compose.yaml")).unwrap();
+    let mut published = 0;
+    for line in compose
+        .lines()
+        .filter(|l| l.trim_start().starts_with("ports:"))
+    {
+        for port in line.split('"').skip(1).step_by(2) {
+            assert!(
+                port.starts_with("127.0.0.1:"),
+                "published beyond loopback: {line}"
+            );
+            published += 1;
+        }
+    }
+    assert!(published >= 3, "{published} ports");
+    let k8s_workers = std::fs::read_to_string(repo().join("deploy/k8s/workers.yaml")).unwrap();
+    for (name, text) in [
+        ("compose.yaml", &compose),
+        ("k8s/workers.yaml", &k8s_workers),
+    ] {
+        for line in text.lines() {
+            // Secrets are files: only *_FILE variables may name them.
+            for var in ["CAPSTREAM_NATS_PASSWORD", "CAPSTREAM_NATS_TOKEN"] {
+                if let Some(at) = line.find(var) {
+                    assert!(
+                        line[at + var.len()..].starts_with("_FILE"),
+                        "{name}: a secret in the environment: {line}"
+                    );
+                }
+            }
+        }
+    }
+    // Every capstream pod reads its credentials from the Secret, and every pod that
+    // serves the monitoring port is probed on both endpoints.
+    for doc in yaml_docs(&k8s_workers)
+        .iter()
+        .filter(|d| d.contains("image: capstream"))
+    {
+        assert!(doc.contains("secretName: capstream-nats-client"), "{doc}");
+        assert!(doc.contains("CAPSTREAM_NATS_TLS_CERT_FILE"), "{doc}");
+        if doc.contains("--metrics-addr") {
+            assert!(
+                doc.contains("path: /healthz") && doc.contains("path: /readyz"),
+                "{doc}"
+            );
+        }
+    }
+}
+
+#[test]
+fn shipped_nats_configs_require_tls_and_users_and_are_valid() {
+    let secrets = crate::nats_util::Secrets::make();
+    let k8s = std::fs::read_to_string(repo().join("deploy/k8s/nats.yaml")).unwrap();
+    let mut confs: Vec<(String, String)> =
+        ["single.conf", "nats-1.conf", "nats-2.conf", "nats-3.conf"]
+            .iter()
+            .map(|f| {
+                (
+                    f.to_string(),
+                    std::fs::read_to_string(secrets.path(f)).unwrap(),
+                )
+            })
+            .collect();
+    // The Kubernetes ConfigMap's nats.conf, as the pod sees it (auth/ next to it).
+    let body: String = k8s
+        .split("nats.conf: |\n")
+        .nth(1)
+        .unwrap()
+        .split("\n---")
+        .next()
+        .unwrap()
+        .lines()
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect();
+    confs.push((
+        "k8s nats.conf".into(),
+        body.replace("\"auth/auth.conf\"", "\"auth.conf\""),
+    ));
+    for (name, text) in &confs {
+        assert!(
+            text.contains("include \"") && text.contains("auth.conf"),
+            "{name}: no users"
+        );
+        assert!(
+            text.contains("verify: true"),
+            "{name}: client certificates not required"
+        );
+        if text.contains("cluster {") {
+            let cluster = &text[text.find("cluster {").unwrap()..];
+            assert!(cluster.contains("tls {"), "{name}: routes without TLS");
+        }
+        // nats-server itself accepts it, with the environment make-secrets.sh writes.
+        let path = secrets.path(&format!("check-{}.conf", name.replace(' ', "-")));
+        std::fs::write(&path, text).unwrap();
+        let mut env = secrets.server_env();
+        env.push((
+            "NATS_STORE_DIR".into(),
+            secrets.path("store").display().to_string(),
+        ));
+        env.push(("POD_NAME".into(), "nats-0".into()));
+        let out = std::process::Command::new(crate::nats_util::NATS_SERVER)
+            .args(["-t", "-c"])
+            .arg(&path)
+            .envs(env)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -384,3 +384,73 @@ fn secrets_stay_out_of_pipeline_files_and_logs() {
     let log = w.log();
     assert!(!log.contains(password.trim()), "the password is in the log");
 }
+
+/// A bcrypt hash of `password`, as deploy/nats/make-secrets.sh makes one.
+fn bcrypt(password: &str) -> String {
+    let out = std::process::Command::new("htpasswd")
+        .args(["-bnBC", "10", "", password])
+        .output()
+        .expect("htpasswd (Debian: apache2-utils)");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .trim_start_matches(':')
+        .to_string()
+}
+
+#[test]
+fn a_password_rotates_through_a_second_user_and_a_reload() {
+    // deploy/README.md, Rotation: add the new user, reload, move the clients, remove
+    // the old user, reload. The shipped config must allow the reloads.
+    let server = NatsServer::start(true);
+    let secrets = server.secrets.as_ref().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let old = std::fs::read_to_string(secrets.path("auth.conf")).unwrap();
+    let old_hash = old.split('"').nth(1).unwrap().to_string();
+    let new_pw = dir.path().join("new-password");
+    std::fs::write(&new_pw, "the-new-password").unwrap();
+    let users = |entries: &[(&str, &str)]| {
+        let list: String = entries
+            .iter()
+            .map(|(u, h)| format!("    {{user: {u}, password: \"{h}\"}}\n"))
+            .collect();
+        format!("authorization {{\n  users: [\n{list}  ]\n}}\n")
+    };
+    let reload = |text: String| {
+        std::fs::write(secrets.path("auth.conf"), text).unwrap();
+        let s = std::process::Command::new("kill")
+            .args(["-HUP", &server.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(s.success());
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let new_hash = bcrypt("the-new-password");
+    reload(users(&[
+        ("capstream", &old_hash),
+        ("capstream2", &new_hash),
+    ]));
+    let keys_new = |d: &Path| {
+        let keys = secrets
+            .client_keys()
+            .replace("user = \"capstream\"", "user = \"capstream2\"")
+            .replace(
+                secrets.path("password").to_str().unwrap(),
+                new_pw.to_str().unwrap(),
+            );
+        std::fs::create_dir_all(d).unwrap();
+        crate::util::pipeline(d, &pipeline_text(&keys))
+    };
+    let both = dir.path().join("both");
+    runs_end_to_end(&keys_new(&both), &server.url(), &both);
+    let old_p = server.pipeline(dir.path(), &pipeline_text(""));
+    let d2 = dir.path().join("old-still");
+    std::fs::create_dir_all(&d2).unwrap();
+    runs_end_to_end(&old_p, &server.url(), &d2);
+    // The old user goes.
+    reload(users(&[("capstream2", &new_hash)]));
+    let (err, _) = worker_fails(&old_p, &server.url());
+    assert!(err.contains("refused"), "{err}");
+    let after = dir.path().join("after");
+    runs_end_to_end(&keys_new(&after), &server.url(), &after);
+}

@@ -109,9 +109,12 @@ impl NatsServer {
         }
         let secrets = Secrets::make();
         let conf = secrets.path("single.conf");
-        let env = secrets.server_env();
-        let mut s = NatsServer::start_with(&["-c", conf.to_str().unwrap()], &env, None);
+        let store = tempfile::tempdir().unwrap();
+        let mut env = secrets.server_env();
+        env.push(("NATS_STORE_DIR".into(), store.path().display().to_string()));
+        let mut s = NatsServer::start_full(&["-c", conf.to_str().unwrap()], &env, None, false);
         s.secrets = Some(secrets);
+        s._store = store;
         s
     }
 
@@ -134,8 +137,11 @@ impl NatsServer {
         let port = free_port();
         let mut cmd = Command::new(NATS_SERVER);
         cmd.args(args);
-        if cli_store {
+        if !args.is_empty() {
+            // The configs' own monitoring port is fixed; parallel servers need their own.
             cmd.args(["-m", &free_port().to_string()]);
+        }
+        if cli_store {
             cmd.args(["-sd", store.path().to_str().unwrap()]);
         }
         cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()]);
@@ -350,7 +356,11 @@ impl Cluster {
 
     fn spawn(n: &Node, routes: &str, secrets: &Secrets) -> Child {
         let conf = secrets.path(&format!("nats-{}.conf", n.index));
-        let env = secrets.server_env();
+        let mut env = secrets.server_env();
+        env.push((
+            "NATS_STORE_DIR".into(),
+            n.store.path().display().to_string(),
+        ));
         Command::new(NATS_SERVER)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .args(["-c", conf.to_str().unwrap()])
@@ -358,7 +368,6 @@ impl Cluster {
             .args(["-m", &n.http.to_string()])
             .args(["--cluster", &format!("nats://127.0.0.1:{}", n.cluster)])
             .args(["--routes", routes])
-            .args(["-sd", n.store.path().to_str().unwrap()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -2,7 +2,8 @@
 # Distributed mode on one machine against embedded mode: the same stages over the same
 # inputs (records/s and the ratio, model stage in the path), and the raw transport
 # throughput of a no-model pipeline (source -> NATS -> exactly-once Parquet sink).
-# Debian's nats-server with deploy/nats/single.conf, loopback, store on local disk.
+# Debian's nats-server with deploy/nats/single.conf (mutual TLS and a bcrypt user, from a
+# deploy/nats/make-secrets.sh folder, as in production), loopback, store on local disk.
 #   bash benches/nats/bench.sh            # N=400 model images, LOAD=20000 records
 #   HEAVY=24 bash benches/nats/bench.sh   # also 24 images through a BLIP-base-sized model
 #                                         # (target/bench-data/blip/base, made by
@@ -27,8 +28,14 @@ trap cleanup EXIT
 
 free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port); mport=$(free_port)
-/usr/sbin/nats-server -c deploy/nats/single.conf -a 127.0.0.1 -p "$port" -m "$mport" -sd "$work/nats" >"$work/nats.log" 2>&1 &
+bash deploy/nats/make-secrets.sh "$work/secrets" >/dev/null
+(. "$work/secrets/server.env" && NATS_STORE_DIR="$work/nats" exec /usr/sbin/nats-server \
+  -c "$work/secrets/single.conf" -a 127.0.0.1 -p "$port" -m "$mport") >"$work/nats.log" 2>&1 &
 server=$!
+# The client side for every capstream command below, from the environment.
+export CAPSTREAM_NATS_USER=capstream CAPSTREAM_NATS_PASSWORD_FILE="$work/secrets/password" \
+  CAPSTREAM_NATS_TLS_CA_FILE="$work/secrets/ca.crt" CAPSTREAM_NATS_TLS_CERT_FILE="$work/secrets/client.crt" \
+  CAPSTREAM_NATS_TLS_KEY_FILE="$work/secrets/client.key"
 url="nats://127.0.0.1:$port"
 for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.1; done
 
@@ -138,7 +145,7 @@ rate() { echo "$1 / $2" | bc -l | xargs printf '%.0f'; }
 {
 echo "Command: \`N=$N$([ "$HEAVY" -gt 0 ] && echo " HEAVY=$HEAVY") bash benches/nats/bench.sh\`   Date: $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), nproc=$(nproc), $(uname -sr)"
-echo "Versions: capstream $("$BIN" --version | cut -d' ' -f2) (git $(git describe --always --dirty)), $(/usr/sbin/nats-server --version) (Debian, deploy/nats/single.conf, file storage, loopback)"
+echo "Versions: capstream $("$BIN" --version | cut -d' ' -f2) (git $(git describe --always --dirty)), $(/usr/sbin/nats-server --version) (Debian, deploy/nats/single.conf: mutual TLS and a bcrypt user, file storage, loopback)"
 echo "Input: $N synth scenes (128 px PNG, \`dataset synth --seed 7\`) through decode_image -> caption ($MODEL, CPU, batch 16); $LOAD 8-byte records through source -> sink."
 echo
 echo "| what | seconds | records/s | vs embedded |"

@@ -7,7 +7,7 @@
 #   deploy/nats/make-secrets.sh DIR [EXTRA_HOST ...]
 #
 # Then, for one node:
-#   . DIR/server.env && nats-server -c DIR/single.conf -sd /var/lib/capstream/nats
+#   . DIR/server.env && NATS_STORE_DIR=/var/lib/capstream/nats nats-server -c DIR/single.conf
 # and for capstream, in the pipeline's [nats] table (or the --nats-* flags):
 #   user = "capstream"
 #   password_file = "DIR/password"
