@@ -962,3 +962,54 @@ type = "parquet"
         assert!(p.terminate(30), "{} did not drain\n{}", p.name, p.log());
     }
 }
+
+#[test]
+fn dead_letters_and_claims_are_kept_as_long_and_as_much_as_configured() {
+    let server = NatsServer::start(true);
+    let dir = tempfile::tempdir().unwrap();
+    let text = |age: u64| {
+        pipeline_with(
+            2000,
+            3,
+            6,
+            &format!(
+                "dead_letter_max_age_s = 3600\ndead_letter_max_bytes = 1048576\nclaims_max_age_s = {age}\nclaims_max_bytes = 2097152"
+            ),
+        )
+    };
+    let p = server.pipeline(dir.path(), &text(600));
+    let rt = runtime();
+    let limits = |p: &std::path::Path| {
+        let cfg = PipelineConfig::load(p).unwrap();
+        rt.block_on(async {
+            let conn = Connection::open(&server.url(), "test", &cfg).await.unwrap();
+            let mut dlq = conn
+                .js
+                .get_stream(&conn.topology.dead_letter_stream)
+                .await
+                .unwrap();
+            let d = dlq.info().await.unwrap().config.clone();
+            let mut claims = conn
+                .js
+                .get_stream(format!("OBJ_{}", conn.topology.claims_bucket))
+                .await
+                .unwrap();
+            let c = claims.info().await.unwrap().config.clone();
+            (d.max_age, d.max_bytes, c.max_age, c.max_bytes)
+        })
+    };
+    assert_eq!(
+        limits(&p),
+        (
+            Duration::from_secs(3600),
+            1 << 20,
+            Duration::from_secs(600),
+            2 << 20
+        )
+    );
+    // A changed file brings an existing bucket to its limits.
+    let d2 = dir.path().join("again");
+    std::fs::create_dir_all(&d2).unwrap();
+    let p2 = server.pipeline(&d2, &text(1200));
+    assert_eq!(limits(&p2).2, Duration::from_secs(1200));
+}

@@ -253,3 +253,48 @@ fn no_server_is_a_clear_error_and_nats_needs_nats_mode() {
     assert!(!r.status.success());
     assert!(String::from_utf8_lossy(&r.stderr).contains("mode = \"nats\""));
 }
+
+#[test]
+fn a_named_submission_submitted_again_is_stored_once() {
+    let server = NatsServer::start(true);
+    let dir = tempfile::tempdir().unwrap();
+    let p = server.pipeline(
+        dir.path(),
+        "name = \"named\"\nmode = \"nats\"\n[source]\ntype = \"files\"\n[[stage]]\ntype = \"decode_image\"\n[sink]\ntype = \"parquet\"\n",
+    );
+    let input = dir.path().join("in");
+    write_images(&input, 5, 20, 12);
+    let submit = |name: &str| {
+        let r = capstream(&[
+            "submit",
+            "--pipeline",
+            p.to_str().unwrap(),
+            "--nats",
+            &server.url(),
+            "--input",
+            input.to_str().unwrap(),
+            "--submission",
+            name,
+        ]);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        String::from_utf8_lossy(&r.stdout).to_string()
+    };
+    assert!(submit("job-7").contains("5 records in 5 messages (0 already stored)"));
+    // A restarted Job with the same name: the server drops every copy.
+    assert!(submit("job-7").contains("(5 already stored)"));
+    // Another name is another submission.
+    assert!(submit("job-8").contains("(0 already stored)"));
+    let r = capstream(&[
+        "submit",
+        "--pipeline",
+        p.to_str().unwrap(),
+        "--nats",
+        &server.url(),
+        "--input",
+        input.to_str().unwrap(),
+        "--submission",
+        "bad name\n",
+    ]);
+    assert!(!r.status.success());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("--submission"));
+}

@@ -158,6 +158,11 @@ pub struct SubmitArgs {
     /// A folder, glob, file, or `-` for a list of paths on stdin.
     #[arg(long)]
     input: String,
+    /// Name this submission (default: its start time and pid). A submit restarted with
+    /// the same name (a Kubernetes Job's, say) republishes under the same message ids,
+    /// which the server drops inside its duplicate window.
+    #[arg(long)]
+    submission: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -247,6 +252,9 @@ pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
 pub fn submit(args: SubmitArgs) -> Result<ExitCode> {
     super::init_logging("info");
     let (plan, url) = load(&args.common)?;
+    if let Some(name) = &args.submission {
+        capstream::transport::submit::check_submission(name)?;
+    }
     runtime()?.block_on(async move {
         let conn = Connection::open(&url, "capstream submit", &plan.config).await?;
         let metrics = Metrics::new(&plan.config.name);
@@ -259,6 +267,7 @@ pub fn submit(args: SubmitArgs) -> Result<ExitCode> {
             plan,
             input: SourceInput::parse(&args.input),
             skip: Arc::new(HashSet::new()),
+            submission: args.submission.clone(),
         };
         let s = submit::run(conn, opts, shutdown, metrics).await?;
         println!(
@@ -445,6 +454,7 @@ pub(super) fn run_local(
             plan,
             input: SourceInput::parse(&args.input),
             skip: Arc::new(skip),
+            submission: None,
         };
         let submitted = submit::run(conn.clone(), opts, shutdown.clone(), metrics).await?;
         tracing::info!(records = submitted.records, "Input submitted; waiting for the workers.");

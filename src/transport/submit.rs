@@ -35,6 +35,28 @@ pub struct SubmitOptions {
     pub input: SourceInput,
     /// Record ids not to publish (already committed, for `run --resume`).
     pub skip: Arc<HashSet<String>>,
+    /// The submission's name (see [`headers::SUBMISSION`](super::headers::SUBMISSION));
+    /// `None` makes one from the start time and pid. A restarted submit that gives the
+    /// same name republishes under the same message ids, which the server drops inside
+    /// its duplicate window, so no record is processed twice upstream of the sink.
+    pub submission: Option<String>,
+}
+
+/// Checks a submission name: it travels in headers and message ids.
+pub fn check_submission(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "--submission {:?}: 1 to 64 letters, digits, '-', '_' or '.'",
+            super::headers::escape(name)
+        )))
+    }
 }
 
 /// What a submit published.
@@ -84,8 +106,12 @@ pub async fn run(
     let edge = conn.topology.edges[0].clone();
     let label = edge.label();
     let mut window: VecDeque<InFlight> = VecDeque::new();
-    // This submission's token: start time and pid, unique per process on a machine.
-    let token = {
+    // This submission's token: as given, else start time and pid, unique per process on
+    // a machine.
+    let token = if let Some(name) = &opts.submission {
+        check_submission(name)?;
+        name.clone()
+    } else {
         let t = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
