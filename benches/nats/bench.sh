@@ -23,7 +23,8 @@ HEAVY_MODEL=${HEAVY_MODEL:-target/bench-data/blip/base}
 OUT=${OUT:-benches/nats/RESULTS.md}
 work=$(mktemp -d)
 server=""
-cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$work"; }
+open_server=""
+cleanup() { for p in $server $open_server; do kill "$p" 2>/dev/null; done; rm -rf "$work"; }
 trap cleanup EXIT
 
 free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -32,6 +33,10 @@ bash deploy/nats/make-secrets.sh "$work/secrets" >/dev/null
 (. "$work/secrets/server.env" && NATS_STORE_DIR="$work/nats" exec /usr/sbin/nats-server \
   -c "$work/secrets/single.conf" -a 127.0.0.1 -p "$port" -m "$mport") >"$work/nats.log" 2>&1 &
 server=$!
+# An open server beside it (no TLS, no users) for the transport's cost of security.
+oport=$(free_port)
+/usr/sbin/nats-server -js -a 127.0.0.1 -p "$oport" -sd "$work/nats-open" >"$work/nats-open.log" 2>&1 &
+open_server=$!
 # The client side for every capstream command below, from the environment.
 export CAPSTREAM_NATS_USER=capstream CAPSTREAM_NATS_PASSWORD_FILE="$work/secrets/password" \
   CAPSTREAM_NATS_TLS_CA_FILE="$work/secrets/ca.crt" CAPSTREAM_NATS_TLS_CERT_FILE="$work/secrets/client.crt" \
@@ -130,6 +135,9 @@ ch=$(best "$work/chain.toml" "$work/images.parquet" --nats "$url")
 ch16=$(best "$work/chain16.toml" "$work/images.parquet" --nats "$url")
 l1=$(best "$work/load1.toml" "$work/records.parquet" --nats "$url")
 l16=$(best "$work/load16.toml" "$work/records.parquet" --nats "$url")
+l16o=$(unset CAPSTREAM_NATS_USER CAPSTREAM_NATS_PASSWORD_FILE CAPSTREAM_NATS_TLS_CA_FILE \
+  CAPSTREAM_NATS_TLS_CERT_FILE CAPSTREAM_NATS_TLS_KEY_FILE
+  best "$work/load16.toml" "$work/records.parquet" --nats "nats://127.0.0.1:$oport")
 if [ "$HEAVY" -gt 0 ]; then
   [ -s "$HEAVY_MODEL/model.safetensors" ] || { echo "no $HEAVY_MODEL: run benches/blip/bench.sh first" >&2; exit 1; }
   "$BIN" dataset synth --count "$HEAVY" --no-speak --size 384 --seed 8 --out "$work/heavy.parquet" >/dev/null
@@ -158,6 +166,9 @@ echo "| NATS, decode + caption chained (\`chain = true\`: one worker, pixels sta
 echo "| NATS, decode + caption chained, 16 records per message | $ch16 | $(rate "$N" "$ch16") | $(echo "$emb / $ch16" | bc -l | xargs printf '%.2f')x |"
 echo "| NATS, no model, 1 record per message | $l1 | $(rate "$LOAD" "$l1") | |"
 echo "| NATS, no model, 16 records per message | $l16 | $(rate "$LOAD" "$l16") | |"
+echo "| NATS, no model, 16 records per message, open server (plain TCP, no users) | $l16o | $(rate "$LOAD" "$l16o") | |"
+echo
+echo "Mutual TLS and user authentication cost the raw transport $(echo "($l16 / $l16o - 1) * 100" | bc -l | xargs printf '%.1f')% at 16 records per message (same run, open server beside it)."
 echo
 echo "NATS overhead with the model stage: $(echo "($nat / $emb - 1) * 100" | bc -l | xargs printf '%.1f')% at 1 record per message, $(echo "($nat16 / $emb - 1) * 100" | bc -l | xargs printf '%.1f')% at 16, $(echo "($nat16p / $emb - 1) * 100" | bc -l | xargs printf '%.1f')% at 16 uncompressed; chained: $(echo "($ch / $emb - 1) * 100" | bc -l | xargs printf '%.1f')% at 1 record per message, $(echo "($ch16 / $emb - 1) * 100" | bc -l | xargs printf '%.1f')% at 16 (target <= 15%)."
 if [ "$HEAVY" -gt 0 ]; then
