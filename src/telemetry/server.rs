@@ -50,6 +50,7 @@ pub fn routes(metrics: Metrics, health: Health) -> Router {
         .route("/metrics", get(self::metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
         .with_state(Monitoring { metrics, health })
 }
 
