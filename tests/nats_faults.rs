@@ -355,8 +355,9 @@ fn a_poison_record_is_dead_lettered_and_becomes_an_error_row() {
         ),
         "{metrics}"
     );
+    // Acknowledgements follow the commit and the dead letter: wait for them.
     assert!(
-        rt.block_on(conn.drained()).unwrap(),
+        wait_for(20, || rt.block_on(conn.drained()).unwrap()),
         "no message is left behind in any stream"
     );
     // The sink's consumer redelivers without limit (its writes are idempotent by id),
@@ -542,7 +543,7 @@ fn deliveries_that_run_out_without_an_outcome_are_dead_lettered() {
         assert!(reason.starts_with("max_deliver"), "{reason}");
         assert_eq!(m.headers.get(headers::DELIVERIES).unwrap().as_str(), "2");
         // Its record went on as an error row (no sink runs: it waits in the sink's
-        // stream), and the exhausted message left the caption stream.
+        // stream); rows are published before the dead letter.
         let sink_edge = conn.topology.edges[2].clone();
         let s = conn.js.get_stream(&sink_edge.stream).await.unwrap();
         assert_eq!(s.cached_info().state.messages, 1);
@@ -561,9 +562,15 @@ fn deliveries_that_run_out_without_an_outcome_are_dead_lettered() {
         );
         let err = crate::util::strings(&b, "error")[0].clone().unwrap();
         assert!(err.contains("2 deliveries"), "{err}");
-        let s = conn.js.get_stream(&edge.stream).await.unwrap();
-        assert_eq!(s.cached_info().state.messages, 0);
     });
+    // The exhausted message is removed after its dead letter is stored: wait for it.
+    assert!(
+        wait_for(20, || rt.block_on(async {
+            let s = conn.js.get_stream(&edge.stream).await.unwrap();
+            s.cached_info().state.messages == 0
+        })),
+        "the exhausted message left the caption stream"
+    );
     assert!(caption.terminate(30), "{}", caption.log());
 }
 
@@ -770,8 +777,9 @@ fn a_zstd_bomb_and_an_oversized_claim_are_dead_lettered_as_too_large() {
             .to_string();
         assert!(r.starts_with("too_large:"), "{r}");
     }
+    // The originals are ended after their dead letters are stored: wait for that.
     assert!(
-        rt.block_on(conn.drained()).unwrap(),
+        wait_for(20, || rt.block_on(conn.drained()).unwrap()),
         "nothing left in any stream"
     );
     for p in [&mut caption, &mut sink] {

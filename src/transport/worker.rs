@@ -597,14 +597,7 @@ async fn handle(
         }
         Err(e) => Ran::Failed(e.into()),
     };
-    let ran = match ran {
-        Ran::Done(outs) => match split(ctx, &good, outs) {
-            Ok(per_msg) => Ok(per_msg),
-            Err(e) => Err(Some(e)),
-        },
-        Ran::Failed(e) => Err(Some(e)),
-        Ran::TimedOut => Err(None),
-    };
+    let ran = per_message(ctx, &good, ran);
     match ran {
         Ok(per_msg) => {
             ctx.sm
@@ -619,18 +612,10 @@ async fn handle(
             // No more progress acks for a batch past its deadline.
             drop(ticker);
             ctx.nm.batch_timeouts.inc();
-            let why = format!(
-                "stage {} did not finish the batch within batch_timeout_ms = {}",
-                ctx.stage,
-                ctx.batch_timeout.as_millis()
-            );
             tracing::warn!(stage = %ctx.stage, messages = good.len(), "Batch past its deadline; returning its messages.");
-            for mut inc in good {
-                inc.batch = Err(Refused::timeout(
-                    why.clone(),
-                    inc.batch.as_ref().ok().cloned(),
-                ));
-                dead_letter::fail(ctx, inc, sum).await;
+            let why = past_deadline(ctx, "batch");
+            for inc in good {
+                time_out(ctx, inc, why.clone(), sum).await;
             }
             return;
         }
@@ -638,23 +623,10 @@ async fn handle(
             tracing::warn!(stage = %ctx.stage, error = %e, messages = good.len(), "Batch failed; retrying its messages one by one.");
             for inc in good {
                 let Ok(b) = inc.batch.clone() else { continue };
-                match t.run(b).await {
-                    Ran::Done(o) => match split(ctx, std::slice::from_ref(&inc), o) {
-                        Ok(out) => publish_and_ack(ctx, vec![inc], out, sum).await,
-                        Err(e) => {
-                            let stage = (!t.is_stuck()).then_some(t);
-                            dead_letter::fail_stage(
-                                ctx,
-                                inc,
-                                REASON_STAGE_ERROR,
-                                &e.to_string(),
-                                stage,
-                                sum,
-                            )
-                            .await
-                        }
-                    },
-                    Ran::Failed(e) => {
+                let ran = t.run(b).await;
+                match per_message(ctx, std::slice::from_ref(&inc), ran) {
+                    Ok(out) => publish_and_ack(ctx, vec![inc], out, sum).await,
+                    Err(Some(e)) => {
                         let stage = (!t.is_stuck()).then_some(t);
                         dead_letter::fail_stage(
                             ctx,
@@ -666,16 +638,7 @@ async fn handle(
                         )
                         .await
                     }
-                    Ran::TimedOut => {
-                        let mut inc = inc;
-                        let why = format!(
-                            "stage {} did not finish the record within batch_timeout_ms = {}",
-                            ctx.stage,
-                            ctx.batch_timeout.as_millis()
-                        );
-                        inc.batch = Err(Refused::timeout(why, inc.batch.as_ref().ok().cloned()));
-                        dead_letter::fail(ctx, inc, sum).await;
-                    }
+                    Err(None) => time_out(ctx, inc, past_deadline(ctx, "record"), sum).await,
                 }
             }
         }
@@ -686,6 +649,33 @@ async fn handle(
         }
     }
     drop(ticker);
+}
+
+/// A run's outcome as output rows per input message; `Err(None)` is a run past its deadline.
+fn per_message(
+    ctx: &Ctx,
+    inputs: &[Incoming],
+    ran: Ran,
+) -> std::result::Result<Vec<RecordBatch>, Option<Error>> {
+    match ran {
+        Ran::Done(outs) => split(ctx, inputs, outs).map_err(Some),
+        Ran::Failed(e) => Err(Some(e)),
+        Ran::TimedOut => Err(None),
+    }
+}
+
+fn past_deadline(ctx: &Ctx, what: &str) -> String {
+    format!(
+        "stage {} did not finish the {what} within batch_timeout_ms = {}",
+        ctx.stage,
+        ctx.batch_timeout.as_millis()
+    )
+}
+
+/// Returns `inc` as a timeout: redelivered, then a timeout row once max_deliver is spent.
+async fn time_out(ctx: &Ctx, mut inc: Incoming, why: String, sum: &mut WorkerSummary) {
+    inc.batch = Err(Refused::timeout(why, inc.batch.as_ref().ok().cloned()));
+    dead_letter::fail(ctx, inc, sum).await;
 }
 
 /// The stage's output rows, grouped by the input message their id came from.
