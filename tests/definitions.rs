@@ -81,6 +81,34 @@ fn default_and_backfill_pipelines_follow_the_edges() {
 }
 
 #[test]
+fn result_schema_file_equals_the_code() {
+    use capstream::schema::{results_of, INTERMEDIATE_COLUMNS, RESULTS};
+    let path = repo().join("schemas/results.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let results = results_of(&Edge::Scored.schema());
+    assert_eq!(text, schema_to_json(&results).unwrap());
+    assert_eq!(schema_from_json(&text).unwrap(), *results);
+    for col in INTERMEDIATE_COLUMNS {
+        assert!(
+            results.field_with_name(col).is_err(),
+            "{col} is not a result"
+        );
+    }
+    for col in [
+        "id",
+        "status",
+        "error",
+        "caption",
+        "speech_wav",
+        "audio_mcd",
+    ] {
+        assert!(results.field_with_name(col).is_ok(), "{col} is a result");
+    }
+    let out = capstream(&["schema", RESULTS]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), text);
+}
+
+#[test]
 fn triplet_schema_file_equals_the_code() {
     let path = repo().join("schemas/triplets.json");
     let text = std::fs::read_to_string(&path).unwrap();

@@ -102,7 +102,13 @@ fn eval_of_a_split_writes_run_eval_json_and_report() {
         assert!((0.0..=1.0).contains(&x), "mentions.{k} = {x}");
     }
 
-    assert!(run.join("report.html").is_file());
+    // eval keeps what its report draws from: a thumbnail for every ok row.
+    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert_eq!(
+        html.matches("<img src=\"data:image/png").count() as u64,
+        ok,
+        "thumbnails"
+    );
     for p in ["input.parquet", "eval.json", "report.html", "metrics.json"] {
         assert!(stdout.contains(p), "stdout names {p}: {stdout}");
     }

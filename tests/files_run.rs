@@ -8,12 +8,10 @@ use crate::util::{outcomes, read_output, repo, run_pipeline};
 fn bad_inputs_become_error_rows_and_nothing_vanishes() {
     let input = repo().join("tests/fixtures/images");
     let out = tempfile::tempdir().unwrap();
-    let res = run_pipeline(
-        &repo().join("pipelines/default.toml"),
-        &input,
-        out.path(),
-        &[],
-    );
+    // The default pipeline with every column kept, so the decoded pixels can be checked.
+    let p = crate::util::with_all_columns(out.path(), "default.toml");
+    let rows = out.path().join("rows");
+    let res = run_pipeline(&p, &input, &rows, &[]);
     assert!(
         res.status.success(),
         "{}",
@@ -25,7 +23,7 @@ fn bad_inputs_become_error_rows_and_nothing_vanishes() {
         "{stdout}"
     );
 
-    let batches = read_output(out.path());
+    let batches = read_output(&rows);
     let got = outcomes(&batches);
     let want: [(&str, Option<&str>); 8] = [
         ("good.jpg", None),
@@ -103,4 +101,54 @@ fn output_folder_with_committed_files_needs_resume() {
             .sum::<usize>(),
         1
     );
+}
+
+#[test]
+fn the_output_holds_results_unless_asked_for_more() {
+    use capstream::schema::{results_of, Edge};
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    crate::util::write_images(&input, 6, 200, 150);
+    let run = |columns: &str| -> (Vec<arrow::array::RecordBatch>, u64) {
+        let text = format!(
+            "name = \"cols\"\n[source]\ntype = \"files\"\n[[stage]]\ntype = \"decode_image\"\n\
+             image_size = 96\n[sink]\ntype = \"parquet\"\n{columns}\n"
+        );
+        let out = dir.path().join(format!("out-{}", columns.len()));
+        let p = crate::util::pipeline(dir.path(), &text);
+        let res = run_pipeline(&p, &input, &out, &[]);
+        assert!(
+            res.status.success(),
+            "{columns}: {}",
+            String::from_utf8_lossy(&res.stderr)
+        );
+        let bytes = crate::util::parts(&out)
+            .iter()
+            .map(|p| std::fs::metadata(p).unwrap().len())
+            .sum();
+        (read_output(&out), bytes)
+    };
+    let names = |b: &[arrow::array::RecordBatch]| -> Vec<String> {
+        b[0].schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect()
+    };
+    let (results, small) = run("");
+    // Fields only: a Parquet reader adds the file's key-value metadata to the schema.
+    assert_eq!(
+        results[0].schema().fields(),
+        results_of(&Edge::Decoded.schema()).fields(),
+        "results by default"
+    );
+    assert!(!names(&results).contains(&"pixels".to_string()));
+    let (all, big) = run("columns = \"all\"");
+    assert_eq!(all[0].schema().fields(), Edge::Decoded.schema().fields());
+    let (exact, _) = run("columns = [\"id\", \"status\", \"width\"]");
+    assert_eq!(names(&exact), ["id", "status", "width"]);
+    for b in [&results, &all, &exact] {
+        assert_eq!(b.iter().map(|b| b.num_rows()).sum::<usize>(), 6);
+    }
+    assert!(big > small, "all: {big} bytes, results: {small} bytes");
 }

@@ -1,5 +1,6 @@
 //! SIGINT midway, then `--resume`: the union has every id exactly once, and every
-//! committed file is readable.
+//! committed file is readable. `kill -9` keeps what the commit interval committed. A
+//! second run into a folder in use fails at once and leaves the first one's work alone.
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -87,6 +88,7 @@ fn interrupt_then_resume_gives_every_id_once() {
     let names: Vec<String> = std::fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n != capstream::sinks::LOCK_FILE)
         .collect();
     assert!(
         names
@@ -125,4 +127,151 @@ fn interrupt_then_resume_gives_every_id_once() {
         .map(|p| capstream::sources::content_id(&std::fs::read(p).unwrap()))
         .collect();
     assert_eq!(unique, want, "every id exactly once");
+}
+
+/// Files in `dir` whose name ends with `suffix`.
+fn named(dir: &std::path::Path, suffix: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(suffix))
+        .collect()
+}
+
+fn committed(out: &std::path::Path) -> HashSet<String> {
+    capstream::sinks::committed_ids(out).unwrap()
+}
+
+#[test]
+fn kill_9_keeps_the_parts_the_commit_interval_committed_and_resume_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = write_images(&dir.path().join("in"), 30, 64, 48);
+    // Files far from full: only the interval commits them.
+    let p = pipeline(
+        dir.path(),
+        &PIPELINE.replace(
+            "max_file_rows = 4",
+            "max_file_rows = 10000\ncommit_interval_ms = 300",
+        ),
+    );
+    let out = dir.path().join("out");
+    let (mut child, mut stdin) = spawn_streaming_run(&p, &out, &[]);
+    // Three intervals' worth of input, each committed before the next is fed.
+    for (k, chunk) in images[..24].chunks(8).enumerate() {
+        for img in chunk {
+            writeln!(stdin, "{}", img.display()).unwrap();
+        }
+        stdin.flush().unwrap();
+        let want = 8 * (k + 1);
+        assert!(
+            wait_for(30, || out.is_dir() && committed(&out).len() == want),
+            "{want} rows committed by the interval, with the run still going"
+        );
+    }
+    for img in &images[24..27] {
+        writeln!(stdin, "{}", img.display()).unwrap();
+    }
+    stdin.flush().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(stdin);
+
+    let survived = committed(&out);
+    assert!(survived.len() >= 24, "{} rows survived", survived.len());
+    assert!(named(&out, ".parquet").len() >= 3, "one part per interval");
+    let res = Command::new(BIN)
+        .args(["run", "--pipeline", p.to_str().unwrap()])
+        .args(["--input", dir.path().join("in").to_str().unwrap()])
+        .args([
+            "--output",
+            out.to_str().unwrap(),
+            "--resume",
+            "--no-progress",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    let done = 30 - survived.len();
+    assert!(
+        stdout.starts_with(&format!(
+            "done: {done} rows ({done} ok, 0 errors, {} skipped",
+            survived.len()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        named(&out, ".tmp").is_empty(),
+        "the killed run's open part is gone"
+    );
+    let all = crate::util::ids(&read_output(&out));
+    assert_eq!(all.len(), 30, "no duplicates");
+    let want: HashSet<String> = images
+        .iter()
+        .map(|p| capstream::sources::content_id(&std::fs::read(p).unwrap()))
+        .collect();
+    assert_eq!(all.into_iter().collect::<HashSet<_>>(), want);
+}
+
+#[test]
+fn a_second_run_into_a_folder_in_use_fails_at_once_and_harms_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = write_images(&dir.path().join("in"), 6, 64, 48);
+    let p = pipeline(
+        dir.path(),
+        // Nothing commits while the second run tries its luck.
+        &PIPELINE.replace(
+            "max_file_rows = 4",
+            "max_file_rows = 10000\ncommit_interval_ms = 600000",
+        ),
+    );
+    let out = dir.path().join("out");
+    let (child, mut stdin) = spawn_streaming_run(&p, &out, &[]);
+    for img in &images[..3] {
+        writeln!(stdin, "{}", img.display()).unwrap();
+    }
+    stdin.flush().unwrap();
+    assert!(
+        wait_for(30, || out.is_dir() && named(&out, ".tmp").len() == 1),
+        "the first run has an open part"
+    );
+    let open = named(&out, ".tmp");
+    let started = std::time::Instant::now();
+    let second = Command::new(BIN)
+        .args(["run", "--pipeline", p.to_str().unwrap()])
+        .args(["--input", dir.path().join("in").to_str().unwrap()])
+        .args([
+            "--output",
+            out.to_str().unwrap(),
+            "--resume",
+            "--no-progress",
+        ])
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains(&format!(
+            "another capstream run or sink is writing to {}",
+            out.display()
+        )),
+        "{err}"
+    );
+    assert!(started.elapsed().as_secs() < 20, "it fails at once");
+    assert_eq!(named(&out, ".tmp"), open, "the open part is untouched");
+    for img in &images[3..] {
+        writeln!(stdin, "{}", img.display()).unwrap();
+    }
+    drop(stdin);
+    let res = child.wait_with_output().unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    assert_eq!(crate::util::ids(&read_output(&out)).len(), 6);
 }

@@ -34,6 +34,7 @@ device = "cpu"
 [sink]
 type = "parquet"
 write_wav = true
+columns = "all"
 "#,
         root = root.display()
     )

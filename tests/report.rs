@@ -56,6 +56,11 @@ fn report_of_a_run_has_every_row_and_renders_in_chromium() {
         "log-mels of both tracks"
     );
     assert!(!html.contains("src=\"http"), "nothing is fetched");
+    // The default output holds results, not pixels: the grid says so and drops only
+    // the thumbnail column.
+    assert!(read_output(&out)[0].column_by_name("pixels").is_none());
+    assert!(html.contains("No thumbnails: the output holds no pixels"));
+    assert!(!html.contains("<th>image</th>") && !html.contains("<img src=\"data:image/png"));
 
     let png = dir.path().join("shot.png");
     let shot = Command::new("chromium")

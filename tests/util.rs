@@ -64,6 +64,19 @@ pub fn spawn_streaming_run(
     (child, stdin)
 }
 
+/// A copy in `dir` of the repository's `pipelines/<name>` that writes every column
+/// (`[sink] columns = "all"`), for tests that check intermediate columns.
+pub fn with_all_columns(dir: &Path, name: &str) -> PathBuf {
+    let text = std::fs::read_to_string(repo().join("pipelines").join(name)).unwrap();
+    let results = "columns = \"results\"";
+    assert!(text.contains(results), "{name} names its columns");
+    let models = format!("\"{}/models/", repo().display());
+    let text = text
+        .replace("\"../models/", &models)
+        .replace(results, "columns = \"all\"");
+    pipeline(dir, &text)
+}
+
 /// Writes a pipeline file into `dir` and returns its path.
 pub fn pipeline(dir: &Path, text: &str) -> PathBuf {
     let p = dir.join("pipeline.toml");
@@ -166,11 +179,20 @@ pub fn write_images(dir: &Path, n: usize, w: u32, h: u32) -> Vec<PathBuf> {
 
 /// A free loopback port (bound, then released).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    // Never the same port twice in one test process: the kernel may hand a port just
+    // released to the next bind, and two servers of one cluster would then collide.
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if GIVEN.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
 }
 
 /// A plain HTTP GET on loopback; returns the body.

@@ -18,8 +18,10 @@ use capstream::config::PipelineConfig;
 use capstream::datasets::{read_triplets, write_triplets};
 use capstream::metrics::caption::corpus::best_constant;
 use capstream::metrics::caption::mentions::mention_scores;
-use capstream::report::{build_report, read_run, ReportOptions};
-use capstream::sinks::part_files;
+use capstream::pipeline::Plan;
+use capstream::report::{build_report, read_run, ReportOptions, MEDIA_COLUMNS};
+use capstream::schema::results_of;
+use capstream::sinks::{part_files, Columns};
 use capstream::stages::score::METRICS_FILE;
 use capstream::stages::StageConfig;
 
@@ -70,6 +72,24 @@ fn splits_present(splits: &BTreeMap<Option<&str>, usize>) -> String {
 }
 
 /// Writes `text` to `path` through a temporary file, so that a reader never sees half.
+/// The result columns plus what the report draws from: an evaluation's output is read
+/// by people, through its report.
+fn report_columns(cfg: &PipelineConfig) -> Result<Columns> {
+    let full = Plan::new(cfg.clone())?.output_schema();
+    let names = results_of(&full)
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .chain(
+            MEDIA_COLUMNS
+                .iter()
+                .filter(|c| full.field_with_name(c).is_ok())
+                .map(|c| c.to_string()),
+        )
+        .collect();
+    Ok(Columns::Exact(names))
+}
+
 fn write_atomic(path: &Path, text: &str) -> Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
@@ -159,6 +179,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
         model: Some(args.model.clone()),
         audio_model: args.audio_model.clone(),
         no_progress: args.no_progress,
+        columns: Some(report_columns(&cfg)?),
     })?;
     if code != ExitCode::SUCCESS {
         eprintln!("eval: the pipeline did not finish; no eval.json or report written");

@@ -55,9 +55,10 @@ enum Command {
         #[arg(required = true)]
         files: Vec<std::path::PathBuf>,
     },
-    /// Print the JSON schema of an edge or of the triplet dataset layout, or list them.
+    /// Print the JSON schema of an edge, of the default output (`results`) or of the
+    /// triplet dataset layout, or list them.
     Schema {
-        /// Edge name (e.g. `source`, `decoded`) or `triplets`.
+        /// Edge name (e.g. `source`, `decoded`), `results` or `triplets`.
         edge: Option<String>,
     },
     /// Audio metrics of an estimate WAV against a reference WAV (MSE, MAE, SNR, spectral
@@ -111,8 +112,11 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Schema { edge } => {
-            use capstream::schema::{schema_to_json, Edge};
+            use capstream::schema::{results_of, schema_to_json, Edge, RESULTS};
             match edge {
+                Some(name) if name == RESULTS => {
+                    print!("{}", schema_to_json(&results_of(&Edge::Scored.schema()))?)
+                }
                 Some(name) if name == TRIPLETS => {
                     print!(
                         "{}",
@@ -124,6 +128,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
                     for e in Edge::ALL {
                         println!("{}", e.name());
                     }
+                    println!("{RESULTS}");
                     println!("{TRIPLETS}");
                 }
             }

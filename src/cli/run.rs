@@ -17,7 +17,7 @@ use capstream::config::{Mode, PipelineConfig};
 use capstream::metrics::caption::meteor::Meteor;
 use capstream::metrics::caption::wordnet::WordNet;
 use capstream::pipeline::{Plan, Progress, Shutdown};
-use capstream::sinks::{committed_ids, part_files};
+use capstream::sinks::{committed_ids, lock_output, part_files, Columns, SinkConfig};
 use capstream::sources::SourceInput;
 use capstream::stages::score::{write_run_metrics, METRICS_FILE};
 use capstream::stages::StageConfig;
@@ -49,6 +49,10 @@ pub struct RunArgs {
     /// Never draw a progress bar, even on a terminal.
     #[arg(long)]
     pub(super) no_progress: bool,
+    /// Overrides `[sink] columns` (for `capstream eval`, which keeps what its report
+    /// draws from).
+    #[arg(skip)]
+    pub(super) columns: Option<Columns>,
 }
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {
@@ -96,7 +100,12 @@ pub(super) fn ids_to_skip(output: &std::path::Path, resume: bool) -> Result<Hash
 pub(super) fn run_pipeline(args: RunArgs) -> Result<(ExitCode, Option<serde_json::Value>)> {
     let show_bar = !args.no_progress && std::io::stderr().is_terminal();
     super::init_logging(if show_bar { "warn" } else { "info" });
-    let cfg = PipelineConfig::load(&args.pipeline)?;
+    let mut cfg = PipelineConfig::load(&args.pipeline)?;
+    if let Some(columns) = &args.columns {
+        match &mut cfg.sink {
+            SinkConfig::Parquet(p) => p.columns = columns.clone(),
+        }
+    }
     let name = cfg.name.clone();
     let score_cfg = cfg.stages.iter().find_map(|s| match s {
         StageConfig::Score(c) => Some(c.clone()),
@@ -107,6 +116,9 @@ pub(super) fn run_pipeline(args: RunArgs) -> Result<(ExitCode, Option<serde_json
     plan.model_override = args.model.clone();
     plan.audio_model_override = args.audio_model.clone();
 
+    // Taken before anything reads the folder: a second run must fail here, at once,
+    // not after loading a model or deleting the first run's open part.
+    let lock = lock_output(&args.output)?;
     let skip = ids_to_skip(&args.output, args.resume)?;
     if args.resume {
         tracing::info!(
@@ -120,7 +132,7 @@ pub(super) fn run_pipeline(args: RunArgs) -> Result<(ExitCode, Option<serde_json
         .enable_all()
         .build()?;
     let outcome = rt.block_on(async move {
-        let pipeline = plan.open(SourceInput::parse(&args.input), args.output.clone(), Arc::new(skip))?;
+        let pipeline = plan.open(SourceInput::parse(&args.input), lock, Arc::new(skip))?;
         let metrics = Metrics::new(&name);
         // Held until the run ends: dropping it would not stop it, shutting it down does.
         let server = match args.metrics_addr {

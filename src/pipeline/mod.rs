@@ -31,7 +31,7 @@ use arrow::datatypes::SchemaRef;
 use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
 use crate::schema::{check_compatible, Edge};
-use crate::sinks::Sink;
+use crate::sinks::{FolderLock, Sink};
 use crate::sources::{Source, SourceInput};
 
 /// What a stage's `build` may use: everything outside the pipeline file.
@@ -79,6 +79,9 @@ impl Plan {
             schemas.push(stage.output_schema(&input));
             upstream = stage.name().to_string();
         }
+        config
+            .sink
+            .schema(schemas.last().expect("starts non-empty"))?;
         Ok(Plan {
             config,
             schemas,
@@ -96,14 +99,14 @@ impl Plan {
     pub fn open(
         self,
         input: SourceInput,
-        output: PathBuf,
+        output: FolderLock,
         skip: Arc<HashSet<String>>,
     ) -> Result<Pipeline> {
         let source = self.config.source.build(&input, skip)?;
         let sink = self
             .config
             .sink
-            .build(&output, self.output_schema(), &self.config.name)?;
+            .build(output, &self.output_schema(), &self.config.name)?;
         let mut cx = BuildContext {
             base_dir: self
                 .config

@@ -175,34 +175,46 @@ impl Pipeline {
             rx = out_rx;
         }
 
-        // Sink: a dedicated thread.
+        // Sink: a dedicated thread. It commits the open part when the sink says it is
+        // due, even while rows keep coming, so a crash loses at most one interval.
         let sink_metrics = metrics.stage("sink");
         let prog = progress.clone();
         let sd = shutdown.clone();
+        let rt = tokio::runtime::Handle::current();
         let sink_handle = tokio::task::spawn_blocking(move || -> Result<Vec<Commit>> {
             let mut commits = Vec::new();
-            let record = |c: &Commit, commits: &mut Vec<Commit>| {
-                sink_metrics.committed(c.rows, c.bytes);
-                tracing::info!(file = %c.path.display(), rows = c.rows, "Committed output file.");
-                commits.push(c.clone());
+            let record = |written: Vec<Commit>, commits: &mut Vec<Commit>| {
+                for c in written {
+                    sink_metrics.committed(c.rows, c.bytes);
+                    tracing::info!(file = %c.path.display(), rows = c.rows, "Committed output file.");
+                    commits.push(c);
+                }
             };
-            while let Some(batch) = rx.blocking_recv() {
+            let stopped = |e: Error| {
+                sd.stop();
+                e
+            };
+            loop {
+                if sink.due().is_some_and(|due| due <= Instant::now()) {
+                    record(sink.finish().map_err(stopped)?, &mut commits);
+                }
+                let next = match sink.due() {
+                    None => rx.blocking_recv(),
+                    Some(due) => {
+                        match rt.block_on(tokio::time::timeout_at(due.into(), rx.recv())) {
+                            Ok(next) => next,
+                            // Due: committed at the top of the loop.
+                            Err(_) => continue,
+                        }
+                    }
+                };
+                let Some(batch) = next else { break };
                 sink_metrics.channel_depth.set(rx.len() as i64);
                 let t = Instant::now();
                 let n = batch.num_rows() as u64;
                 let failed: u64 = error_counts(&batch).values().sum();
                 sink_metrics.records_in.inc_by(n);
-                let written = sink.write(&batch);
-                let written = match written {
-                    Ok(w) => w,
-                    Err(e) => {
-                        sd.stop();
-                        return Err(e);
-                    }
-                };
-                for c in &written {
-                    record(c, &mut commits);
-                }
+                record(sink.write(&batch).map_err(stopped)?, &mut commits);
                 prog.done.fetch_add(n, Ordering::Relaxed);
                 prog.failed.fetch_add(failed, Ordering::Relaxed);
                 sink_metrics
@@ -211,9 +223,7 @@ impl Pipeline {
                 sink_metrics.batches.inc();
                 sink_metrics.beat();
             }
-            for c in &sink.finish()? {
-                record(c, &mut commits);
-            }
+            record(sink.finish()?, &mut commits);
             Ok(commits)
         });
 

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-pub use rows::{read_run, RunRow};
+pub use rows::{read_run, RunRow, MEDIA_COLUMNS};
 
 use crate::dsp::mel::{melspectrogram, power_to_db, DbRef, MelParams};
 use crate::dsp::resample::{resample, Quality};
@@ -359,12 +359,23 @@ fn grid_section(
     score_names.sort();
     score_names.dedup();
     let shown = rows.len().min(opts.grid_rows);
+    // Result-only output (`[sink] columns = "results"`) has no pixels to draw from.
+    let thumbs = rows.iter().any(|r| r.thumbnail.is_some());
     let _ = write!(
         body,
-        "<h2>Images and captions</h2><p class=note>{shown} of {} rows shown; click a column header to sort.</p>",
-        rows.len()
+        "<h2>Images and captions</h2><p class=note>{shown} of {} rows shown; click a column header to sort.{}</p>",
+        rows.len(),
+        if thumbs {
+            ""
+        } else {
+            " No thumbnails: the output holds no pixels (write them with [sink] columns = \"all\")."
+        }
     );
-    body.push_str("<table class=grid id=grid><thead><tr><th>image</th><th data-type=text>id</th><th data-type=text>status</th><th data-type=text>caption</th><th>references</th>");
+    body.push_str("<table class=grid id=grid><thead><tr>");
+    if thumbs {
+        body.push_str("<th>image</th>");
+    }
+    body.push_str("<th data-type=text>id</th><th data-type=text>status</th><th data-type=text>caption</th><th>references</th>");
     for s in &score_names {
         let _ = write!(body, "<th data-type=num>{}</th>", escape(s));
     }
@@ -373,8 +384,9 @@ fn grid_section(
         let thumb = match &r.thumbnail {
             Some(img) => {
                 let small = image::imageops::thumbnail(img, opts.thumbnail, opts.thumbnail);
-                format!("<img src=\"{}\">", png_data_uri(&small)?)
+                format!("<td><img src=\"{}\"></td>", png_data_uri(&small)?)
             }
+            None if thumbs => "<td></td>".to_string(),
             None => String::new(),
         };
         let caption = match (&r.caption, r.status.as_str()) {
@@ -393,7 +405,7 @@ fn grid_section(
             .collect();
         let _ = write!(
             body,
-            "<tr><td>{thumb}</td><td class=id>{}</td><td>{}</td><td>{caption}</td><td><ul>{refs}</ul></td>",
+            "<tr>{thumb}<td class=id>{}</td><td>{}</td><td>{caption}</td><td><ul>{refs}</ul></td>",
             escape(&r.id),
             escape(&r.status)
         );

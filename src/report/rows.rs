@@ -56,6 +56,16 @@ fn opt_bin(a: Option<&BinaryArray>, i: usize) -> Option<Vec<u8>> {
     a.filter(|a| a.is_valid(i)).map(|a| a.value(i).to_vec())
 }
 
+/// The intermediate columns the report draws from (thumbnails, reference-audio
+/// players); `capstream eval` keeps them, and a report on output without them leaves
+/// out just those parts.
+pub const MEDIA_COLUMNS: [&str; 4] = [
+    columns::PIXELS,
+    columns::PIXELS_WIDTH,
+    columns::PIXELS_HEIGHT,
+    columns::REFERENCE_AUDIO,
+];
+
 /// Every row of every committed part file of `dir`, in file order; images and audio are
 /// kept for the first `keep_media` rows only, so that a large run stays in memory.
 pub fn read_run(dir: &Path, keep_media: usize) -> Result<Vec<RunRow>> {

@@ -104,6 +104,40 @@ pub mod columns {
     pub const AUDIO_MCD: &str = "audio_mcd";
 }
 
+/// Columns that hold working data rather than results: the encoded input, the
+/// decoded pixels, the reference audio and the log-mels. `[sink] columns = "results"`
+/// (the default) leaves them out of the output.
+pub const INTERMEDIATE_COLUMNS: [&str; 9] = [
+    columns::IMAGE,
+    columns::REFERENCE_AUDIO,
+    columns::PIXELS,
+    columns::PIXELS_WIDTH,
+    columns::PIXELS_HEIGHT,
+    columns::REFERENCE_MEL,
+    columns::REFERENCE_MEL_FRAMES,
+    columns::NEURAL_MEL,
+    columns::NEURAL_MEL_FRAMES,
+];
+
+/// The name of the result schema: the full output less [`INTERMEDIATE_COLUMNS`]
+/// (`schemas/results.json`, `capstream schema results`).
+pub const RESULTS: &str = "results";
+
+/// `schema` less the intermediate columns, labelled [`RESULTS`].
+pub fn results_of(schema: &Schema) -> SchemaRef {
+    let mut metadata = schema.metadata().clone();
+    metadata.insert(META_EDGE.to_string(), RESULTS.to_string());
+    Arc::new(Schema::new_with_metadata(
+        schema
+            .fields()
+            .iter()
+            .filter(|f| !INTERMEDIATE_COLUMNS.contains(&f.name().as_str()))
+            .map(|f| f.as_ref().clone())
+            .collect::<Vec<_>>(),
+        metadata,
+    ))
+}
+
 /// Schema-level metadata key holding the schema version.
 pub const META_SCHEMA_VERSION: &str = "capstream.schema_version";
 /// Schema-level metadata key holding the edge name.

@@ -2,16 +2,19 @@
 //!
 //! Rows go to `.part-<run>-<n>.parquet.tmp` in the output folder. A file is committed
 //! by writing its footer, `fsync`, renaming it to `part-<run>-<n>.parquet` and syncing
-//! the folder, so no reader ever sees a half-written file under a final name. A crash
-//! leaves only `.tmp` files, which the next run removes. `--resume` reads the `id`
-//! column of every committed part file.
+//! the folder, so no reader ever sees a half-written file under a final name. A part
+//! is committed when full (rows or bytes), when older than `commit_interval_ms` (the
+//! runtime asks [`Sink::due`]), and at the end. A crash leaves only `.tmp` files,
+//! which the next writer removes once it holds the folder's lock. `--resume` reads the
+//! `id` column of every committed part file.
 
 use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use arrow::array::{Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
@@ -20,6 +23,8 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use serde::Deserialize;
 
+use super::columns::{project, Columns};
+use super::lock::FolderLock;
 use super::{Commit, Sink};
 use crate::error::{Error, Result};
 use crate::schema::{columns, META_SCHEMA_VERSION, SCHEMA_VERSION};
@@ -48,6 +53,14 @@ pub struct ParquetSinkConfig {
     /// for listening without tools.
     #[serde(default)]
     pub write_wav: bool,
+    /// An embedded run also commits the open part once it is this old, so that a
+    /// crash loses at most this much work. A NATS sink commits on `[nats]
+    /// commit_interval_ms` instead, since its acknowledgements wait for the commit.
+    #[serde(default = "default_commit_interval_ms")]
+    pub commit_interval_ms: u64,
+    /// Which columns land in the files: `"results"`, `"all"` or a list.
+    #[serde(default)]
+    pub columns: Columns,
 }
 
 fn default_level() -> i32 {
@@ -65,6 +78,9 @@ fn default_file_rows() -> usize {
 fn default_file_bytes() -> usize {
     512 << 20
 }
+fn default_commit_interval_ms() -> u64 {
+    30_000
+}
 
 impl ParquetSinkConfig {
     pub(crate) fn validate(&self) -> Result<()> {
@@ -72,23 +88,31 @@ impl ParquetSinkConfig {
             .map_err(|e| Error::Config(format!("[sink] zstd_level: {e}")))?;
         ZstdLevel::try_new(self.binary_zstd_level)
             .map_err(|e| Error::Config(format!("[sink] binary_zstd_level: {e}")))?;
-        if self.max_row_group_bytes == 0 || self.max_file_rows == 0 || self.max_file_bytes == 0 {
+        if self.max_row_group_bytes == 0
+            || self.max_file_rows == 0
+            || self.max_file_bytes == 0
+            || self.commit_interval_ms == 0
+        {
             return Err(Error::Config(
-                "[sink] max_row_group_bytes, max_file_rows and max_file_bytes must be at least 1"
+                "[sink] max_row_group_bytes, max_file_rows, max_file_bytes and \
+                 commit_interval_ms must be at least 1"
                     .into(),
             ));
         }
         Ok(())
     }
 
+    /// Opens the sink on the locked folder for a pipeline whose last stage emits
+    /// `full`. The lock makes removing temp parts safe: they can only be a crash's.
     pub(crate) fn open(
         &self,
-        dir: &Path,
-        schema: SchemaRef,
+        lock: FolderLock,
+        full: &Schema,
         pipeline: &str,
     ) -> Result<ParquetSink> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        remove_stale_temps(dir)?;
+        let dir = lock.dir().to_path_buf();
+        let schema = self.columns.select(full)?;
+        remove_stale_temps(&dir)?;
         let mut props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(
                 ZstdLevel::try_new(self.zstd_level).expect("validated"),
@@ -121,12 +145,13 @@ impl ParquetSinkConfig {
         }
         Ok(ParquetSink {
             cfg: self.clone(),
-            dir: dir.to_path_buf(),
+            dir,
             schema,
             props: props.build(),
             run: run_id(),
             seq: 0,
             open: None,
+            _lock: lock,
         })
     }
 }
@@ -163,6 +188,7 @@ struct OpenPart {
     path: PathBuf,
     writer: ArrowWriter<File>,
     rows: usize,
+    opened: Instant,
 }
 
 /// The running Parquet sink.
@@ -174,6 +200,7 @@ pub struct ParquetSink {
     run: String,
     seq: u64,
     open: Option<OpenPart>,
+    _lock: FolderLock,
 }
 
 impl ParquetSink {
@@ -190,6 +217,7 @@ impl ParquetSink {
                 path,
                 writer,
                 rows: 0,
+                opened: Instant::now(),
             });
         }
         Ok(self.open.as_mut().expect("just opened"))
@@ -232,18 +260,7 @@ impl ParquetSink {
                 if wavs.is_null(i) {
                     continue;
                 }
-                // Ids are hashes or user strings: keep them file-name safe.
-                let id: String = ids
-                    .value(i)
-                    .chars()
-                    .map(|c| {
-                        if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                            c
-                        } else {
-                            '_'
-                        }
-                    })
-                    .collect();
+                let id = file_stem(ids.value(i));
                 let path = dir.join(format!("{id}.{stem}.wav"));
                 let tmp = dir.join(format!(".{id}.{stem}.wav.tmp"));
                 std::fs::write(&tmp, wavs.value(i)).map_err(|e| Error::io(&tmp, e))?;
@@ -254,8 +271,30 @@ impl ParquetSink {
     }
 }
 
+/// Longest id used as a file name as it is.
+const PLAIN_STEM_BYTES: usize = 64;
+
+/// A file-name stem for record `id`, one-to-one: an id of at most 64 letters, digits,
+/// `-` and `_` (content hashes, most user ids) is its own stem; any other becomes its
+/// first 40 such characters (others as `_`), `~` and 128 bits of its SHA-256. `~` is
+/// never in a plain stem, so `a/b` and `a_b` cannot meet, and no id makes a name too
+/// long for the file system.
+pub fn file_stem(id: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    if !id.is_empty() && id.len() <= PLAIN_STEM_BYTES && id.chars().all(plain) {
+        return id.to_string();
+    }
+    let prefix: String = id
+        .chars()
+        .take(40)
+        .map(|c| if plain(c) { c } else { '_' })
+        .collect();
+    format!("{prefix}~{}", crate::sources::content_id(id.as_bytes()))
+}
+
 impl Sink for ParquetSink {
     fn write(&mut self, batch: &RecordBatch) -> Result<Vec<Commit>> {
+        let batch = &project(batch, &self.schema)?;
         if self.cfg.write_wav {
             self.write_wavs(batch)?;
         }
@@ -280,6 +319,11 @@ impl Sink for ParquetSink {
 
     fn finish(&mut self) -> Result<Vec<Commit>> {
         Ok(self.commit()?.into_iter().collect())
+    }
+
+    fn due(&self) -> Option<Instant> {
+        let part = self.open.as_ref()?;
+        Some(part.opened + Duration::from_millis(self.cfg.commit_interval_ms))
     }
 }
 
@@ -337,4 +381,68 @@ pub fn committed_ids(dir: &Path) -> Result<HashSet<String>> {
         }
     }
     Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::BinaryArray;
+    use arrow::datatypes::Field;
+
+    use super::*;
+    use crate::sinks::{lock_output, SinkConfig};
+
+    #[test]
+    fn wav_side_files_are_one_per_id_whatever_the_id() {
+        let d = tempfile::tempdir().unwrap();
+        let long = "y".repeat(300);
+        let ids = [
+            "a/b",
+            "a_b",
+            "a?b",
+            long.as_str(),
+            "../../etc/passwd",
+            "0f3c",
+        ];
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(columns::ID, DataType::Utf8, false),
+            Field::new(columns::STATUS, DataType::Utf8, false),
+            Field::new(columns::SPEECH_WAV, DataType::Binary, true),
+        ]));
+        let wavs: Vec<Vec<u8>> = (0..ids.len()).map(|k| vec![k as u8; 8]).collect();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(ids.to_vec())),
+                Arc::new(StringArray::from(vec!["ok"; ids.len()])),
+                Arc::new(BinaryArray::from(
+                    wavs.iter().map(|w| w.as_slice()).collect::<Vec<_>>(),
+                )),
+            ],
+        )
+        .unwrap();
+        let cfg: SinkConfig = toml::from_str("type = \"parquet\"\nwrite_wav = true").unwrap();
+        let mut sink = cfg
+            .build(lock_output(d.path()).unwrap(), &schema, "t")
+            .unwrap();
+        sink.write(&batch).unwrap();
+        sink.finish().unwrap();
+        let dir = d.path().join("wav");
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), ids.len(), "{names:?}");
+        for (k, id) in ids.iter().enumerate() {
+            let name = format!("{}.speech.wav", file_stem(id));
+            assert!(name.len() < 120, "{name}");
+            assert_eq!(std::fs::read(dir.join(&name)).unwrap(), wavs[k], "{id}");
+        }
+        assert_eq!(file_stem("a_b"), "a_b");
+        assert_eq!(file_stem("0f3c"), "0f3c");
+        assert!(file_stem("a/b").starts_with("a_b~"));
+        assert!(file_stem("../../etc/passwd").starts_with("______etc_passwd~"));
+    }
 }

@@ -12,8 +12,8 @@
 //! (a crash between the rename and the index write), so the parts stay the truth and
 //! the index is a fast way to read them. Ids written to the open part and not yet
 //! committed are kept in a concurrent set (`dashmap`), so a redelivered copy arriving
-//! meanwhile is dropped too. One sink may write a folder at a time (a lock file says
-//! so); run several sinks only into several folders.
+//! meanwhile is dropped too. One sink may write a folder at a time (the Parquet sink
+//! holds the folder's lock); run several sinks only into several folders.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -37,13 +37,11 @@ use super::{
 use crate::error::{Error, Result};
 use crate::pipeline::{Plan, Shutdown};
 use crate::schema::{columns, with_columns, ErrorKind};
-use crate::sinks::{part_files, Commit, SinkConfig};
+use crate::sinks::{lock_output, part_files, Commit, SinkConfig};
 use crate::telemetry::{Health, Metrics};
 
 /// The index folder inside the output folder.
 pub const ID_INDEX_DIR: &str = "_ids";
-/// The lock file that keeps a second sink out of the folder.
-pub const LOCK_FILE: &str = ".capstream-sink.lock";
 
 /// What `capstream sink` runs.
 #[derive(Debug)]
@@ -161,25 +159,6 @@ fn write_entry(dir: &Path, part: &Path, ids: &[String]) -> Result<()> {
         .map_err(|e| Error::io(&index, e))
 }
 
-/// Holds the folder's lock for as long as it lives.
-#[derive(Debug)]
-pub struct FolderLock(#[allow(dead_code)] File);
-
-/// Takes the output folder's lock, or fails naming the folder.
-pub fn lock_output(dir: &Path) -> Result<FolderLock> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let path = dir.join(LOCK_FILE);
-    let f = File::create(&path).map_err(|e| Error::io(&path, e))?;
-    match f.try_lock() {
-        Ok(()) => Ok(FolderLock(f)),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Config(format!(
-            "another capstream sink is writing to {}; one sink per output folder",
-            dir.display()
-        ))),
-        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
-    }
-}
-
 /// A message whose rows are written and not yet committed.
 struct Held {
     msg: jetstream::Message,
@@ -218,7 +197,6 @@ pub async fn run(
 ) -> Result<SinkSummary> {
     let plan = opts.plan;
     let dir = opts.output;
-    let _lock = lock_output(&dir)?;
     let schema = plan.output_schema();
     let max_file_rows = match &plan.config.sink {
         SinkConfig::Parquet(c) => c.max_file_rows,
@@ -226,7 +204,7 @@ pub async fn run(
     let mut sink = plan
         .config
         .sink
-        .build(&dir, schema.clone(), &plan.config.name)?;
+        .build(lock_output(&dir)?, &schema, &plan.config.name)?;
     let index = Arc::new(IdIndex::open(&dir)?);
     let in_flight: Arc<DashSet<String>> = Arc::new(DashSet::new());
     tracing::info!(committed = index.len(), output = %dir.display(), "Sink ready.");
@@ -560,19 +538,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn second_lock_on_a_folder_fails() {
-        let d = tempfile::tempdir().unwrap();
-        let _a = lock_output(d.path()).unwrap();
-        let err = lock_output(d.path()).unwrap_err().to_string();
-        assert!(err.contains("another capstream sink"), "{err}");
-    }
-
-    #[test]
     fn index_is_rebuilt_from_parts_without_entries() {
         let d = tempfile::tempdir().unwrap();
         let cfg: SinkConfig = toml::from_str("type = \"parquet\"").unwrap();
         let mut sink = cfg
-            .build(d.path(), crate::schema::Edge::Source.schema(), "t")
+            .build(
+                lock_output(d.path()).unwrap(),
+                &crate::schema::Edge::Source.schema(),
+                "t",
+            )
             .unwrap();
         let mut b = crate::schema::EnvelopeBuilder::new();
         b.push("a", None, None, None, Ok(b"x"));
