@@ -410,3 +410,58 @@ fn import_coco_fixture_round_trip() {
         );
     }
 }
+
+#[test]
+fn import_coco_refuses_paths_outside_the_images_folder_and_oversized_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    std::fs::write(dir.path().join("secret.jpg"), b"outside").unwrap();
+    std::fs::write(images.join("big.jpg"), vec![0u8; 100]).unwrap();
+    let import = |file_name: &str, extra: &[&str]| {
+        let ann = dir.path().join("captions.json");
+        let json = serde_json::json!({
+            "images": [{"id": 1, "file_name": file_name}],
+            "annotations": [{"id": 10, "image_id": 1, "caption": "A thing."}],
+        });
+        std::fs::write(&ann, json.to_string()).unwrap();
+        let out = dir.path().join("out.parquet");
+        let mut args = vec![
+            "dataset",
+            "import-coco",
+            "--images",
+            images.to_str().unwrap(),
+            "--annotations",
+            ann.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let res = capstream(&args);
+        (
+            res.status.success(),
+            String::from_utf8_lossy(&res.stderr).to_string(),
+        )
+    };
+    let secret = dir.path().join("secret.jpg");
+    for name in [
+        "../secret.jpg",
+        secret.to_str().unwrap(),
+        "a/../../secret.jpg",
+    ] {
+        let (ok, err) = import(name, &[]);
+        assert!(!ok, "{name}");
+        assert!(
+            err.contains("image 1: file_name") && err.contains("leaves the images folder"),
+            "{name}: {err}"
+        );
+    }
+    let (ok, err) = import("big.jpg", &["--max-image-bytes", "50"]);
+    assert!(!ok);
+    assert!(
+        err.contains("big.jpg") && err.contains("above the limit of 50 bytes"),
+        "{err}"
+    );
+    let (ok, err) = import("./big.jpg", &[]);
+    assert!(ok, "{err}");
+}

@@ -5,8 +5,10 @@
 //! - `util`: helpers to run the binary, write pipelines and read Parquet output.
 //! - `definitions`: every file in `pipelines/` and `schemas/` against the code.
 //! - `preprocess_parity`: image preprocessing against transformers' processor.
+//! - `odd_images`: EXIF/XMP orientation, transparency, BMP and TIFF variants against Pillow.
 //! - `files_run`: a folder of good and bad images, one output row each.
 //! - `backfill`: Parquet in, Parquet out, references passing through.
+//! - `crafted`: hostile Parquet input (ids, caps, a broken file), one row per record.
 //! - `interrupt_resume`: SIGINT midway, then `--resume`: every id exactly once.
 //! - `metrics`: `/metrics` scraped during a run shows counters moving.
 //! - `speech`: eSpeak NG spoken descriptions and the features command.
@@ -43,6 +45,7 @@ mod blip_parity;
 mod caption_metrics;
 mod caption_stage;
 mod check_with_transformers;
+mod crafted;
 mod datasets;
 mod default_model;
 mod definitions;
@@ -59,6 +62,7 @@ mod nats_modes;
 mod nats_prometheus;
 mod nats_util;
 mod neural_audio_stage;
+mod odd_images;
 mod preprocess_parity;
 mod report;
 mod score;

@@ -51,7 +51,11 @@ type = "parquet"
         match rt.block_on(Connection::open(&urls, "test", &cfg)) {
             Ok(_) => break,
             Err(e) => {
-                assert!(Instant::now() < end, "cluster not ready: {e}");
+                assert!(
+                    Instant::now() < end,
+                    "cluster not ready: {e}\n{}",
+                    cluster.logs()
+                );
                 std::thread::sleep(Duration::from_millis(500));
             }
         }
@@ -138,7 +142,11 @@ type = "parquet"
         match rt.block_on(Connection::open(&urls, "test", &cfg)) {
             Ok(c) => break c,
             Err(e) => {
-                assert!(Instant::now() < end, "cluster not ready: {e}");
+                assert!(
+                    Instant::now() < end,
+                    "cluster not ready: {e}\n{}",
+                    cluster.logs()
+                );
                 std::thread::sleep(Duration::from_millis(500));
             }
         }

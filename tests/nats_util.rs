@@ -361,6 +361,12 @@ impl Cluster {
             "NATS_STORE_DIR".into(),
             n.store.path().display().to_string(),
         ));
+        // Appended across restarts, for [`Cluster::logs`].
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(Self::log_path(n))
+            .unwrap();
         Command::new(NATS_SERVER)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .args(["-c", conf.to_str().unwrap()])
@@ -369,9 +375,31 @@ impl Cluster {
             .args(["--cluster", &format!("nats://127.0.0.1:{}", n.cluster)])
             .args(["--routes", routes])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("start nats-server")
+    }
+
+    fn log_path(n: &Node) -> std::path::PathBuf {
+        n.store.path().join(format!("nats-{}.log", n.index))
+    }
+
+    /// The last lines each node logged, for a failing assertion's message.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for n in &self.nodes {
+            let text = std::fs::read_to_string(Self::log_path(n)).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            out.push_str(&format!(
+                "--- node {} (ports {}, {}, {})\n",
+                n.index, n.port, n.http, n.cluster
+            ));
+            for l in &lines[lines.len().saturating_sub(40)..] {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        out
     }
 
     fn routes(&self) -> String {

@@ -97,6 +97,9 @@ pub struct CocoArgs {
     /// Skip images whose file is missing instead of failing.
     #[arg(long)]
     skip_missing: bool,
+    /// An image file larger than this stops the import, naming it.
+    #[arg(long, default_value_t = capstream::datasets::coco::DEFAULT_MAX_IMAGE_BYTES)]
+    max_image_bytes: u64,
     /// Output Parquet file (triplet layout).
     #[arg(long)]
     out: PathBuf,
@@ -167,6 +170,7 @@ pub fn run(cmd: DatasetCommand) -> Result<ExitCode> {
                 speaker: a.speak.then(Speaker::default),
                 skip_missing: a.skip_missing,
                 threads: cores(),
+                max_image_bytes: a.max_image_bytes,
             };
             let (rows, s) = import_coco(&opts)?;
             write_triplets(&a.out, &rows)

@@ -302,11 +302,26 @@ impl Default for BatchConfig {
     }
 }
 
+/// The largest `max_bytes` of a batch.
+pub const MAX_BATCH_BYTES: usize = 1 << 30;
+
+/// The largest per-record byte cap a source accepts (`max_image_bytes`,
+/// `max_audio_bytes`, `max_file_bytes`).
+pub const MAX_RECORD_BYTES: u64 = 512 << 20;
+
 impl BatchConfig {
     fn validate(&self, what: &str) -> Result<()> {
         if self.max_rows == 0 || self.max_bytes == 0 {
             return Err(Error::Config(format!(
                 "{what}: max_rows and max_bytes must be at least 1"
+            )));
+        }
+        // Arrow's 32-bit offsets hold 2 GiB a column: a batch plus one more record
+        // (each capped at 512 MiB by its source) must stay below that.
+        if self.max_bytes > MAX_BATCH_BYTES {
+            return Err(Error::Config(format!(
+                "{what}: max_bytes = {} is above {MAX_BATCH_BYTES} (1 GiB)",
+                self.max_bytes
             )));
         }
         Ok(())

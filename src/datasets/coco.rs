@@ -81,7 +81,15 @@ pub struct ImportOptions {
     pub skip_missing: bool,
     /// Threads for speaking.
     pub threads: usize,
+    /// Image files larger than this stop the import, naming the file.
+    pub max_image_bytes: u64,
 }
+
+/// Default [`ImportOptions::max_image_bytes`].
+pub const DEFAULT_MAX_IMAGE_BYTES: u64 = 50 << 20;
+
+/// The largest annotations or split file read (COCO's train captions are about 90 MB).
+const MAX_JSON_BYTES: u64 = 2 << 30;
 
 /// What was imported.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -96,8 +104,48 @@ pub struct ImportSummary {
     pub with_split: usize,
 }
 
+/// At most `cap` bytes of `path`: a larger file is an error naming it, found from its
+/// size and checked again while reading (it may grow, or be a device).
+fn read_capped(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let too_big = |n: u64| {
+        std::io::Error::other(format!("{n} bytes or more, above the limit of {cap} bytes"))
+    };
+    if len > cap {
+        return Err(too_big(len));
+    }
+    let mut out = Vec::with_capacity(len as usize);
+    file.take(cap + 1).read_to_end(&mut out)?;
+    if out.len() as u64 > cap {
+        return Err(too_big(cap + 1));
+    }
+    Ok(out)
+}
+
+/// `file_name` as a path inside the images folder: relative, with no `..`, so that a
+/// captions file cannot make the import read outside it.
+fn inside(images: &Path, file_name: &str, annotations: &Path, id: u64) -> Result<PathBuf> {
+    use std::path::Component;
+    let rel = Path::new(file_name);
+    let ok = !file_name.is_empty()
+        && rel
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    if !ok {
+        return Err(Error::Pipeline {
+            path: annotations.to_path_buf(),
+            message: format!(
+                "image {id}: file_name {file_name:?} is absolute or leaves the images folder"
+            ),
+        });
+    }
+    Ok(images.join(rel))
+}
+
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    let text = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let text = read_capped(path, MAX_JSON_BYTES).map_err(|e| Error::io(path, e))?;
     serde_json::from_slice(&text).map_err(|e| Error::Pipeline {
         path: path.to_path_buf(),
         message: format!("not a COCO file of the expected layout: {e}"),
@@ -170,8 +218,8 @@ pub fn import_coco(opts: &ImportOptions) -> Result<(Vec<Triplet>, ImportSummary)
             summary.no_captions += 1;
             continue;
         }
-        let path = opts.images.join(&im.file_name);
-        let image = match std::fs::read(&path) {
+        let path = inside(&opts.images, &im.file_name, &opts.annotations, im.id)?;
+        let image = match read_capped(&path, opts.max_image_bytes) {
             Ok(b) => b,
             Err(e) if opts.skip_missing && e.kind() == std::io::ErrorKind::NotFound => {
                 summary.missing += 1;

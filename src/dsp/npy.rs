@@ -82,15 +82,20 @@ pub fn decode_f32(bytes: &[u8]) -> Result<(Vec<f32>, Vec<usize>), String> {
                 .map_err(|_| format!("malformed shape ({inner})"))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let n: usize = shape.iter().product();
+    // A crafted shape must not wrap around to a small size.
+    let need = shape
+        .iter()
+        .try_fold(width, |acc: usize, &d| acc.checked_mul(d))
+        .ok_or_else(|| format!("shape ({inner}) overflows the address space"))?;
+    let n = need / width;
     let data = &bytes[start + header_len..];
-    if data.len() < n * width {
+    if data.len() < need {
         return Err(format!(
             "truncated .npy data: {} bytes for {n} values",
             data.len()
         ));
     }
-    let values = data[..n * width]
+    let values = data[..need]
         .chunks_exact(width)
         .map(|c| match width {
             4 => f32::from_le_bytes([c[0], c[1], c[2], c[3]]),
@@ -113,5 +118,30 @@ mod tests {
         );
         assert_eq!(decode_f32(&encode_f32(&v, &[12])).unwrap(), (v, vec![12]));
         assert!(decode_f32(b"nope").is_err());
+    }
+
+    #[test]
+    fn crafted_headers_are_errors_not_panics() {
+        let good = encode_f32(&[1.0, 2.0], &[2]);
+        let with_shape = |shape: &str| {
+            let at = good.windows(4).position(|w| w == b"(2,)").unwrap();
+            let mut b = good[..at].to_vec();
+            b.extend_from_slice(shape.as_bytes());
+            b.extend_from_slice(&good[at + 4..]);
+            let len = (b.len() - 10 - 8) as u16;
+            b[8..10].copy_from_slice(&len.to_le_bytes());
+            b
+        };
+        // 2^32 * 2^32 * 4 bytes wraps to 0 in unchecked usize arithmetic.
+        let e = decode_f32(&with_shape("(4294967296, 4294967296)")).unwrap_err();
+        assert!(e.contains("overflows"), "{e}");
+        let e = decode_f32(&with_shape("(1000000,)")).unwrap_err();
+        assert!(e.contains("truncated .npy data"), "{e}");
+        let mut long = good.clone();
+        long[8..10].copy_from_slice(&u16::MAX.to_le_bytes());
+        assert_eq!(decode_f32(&long).unwrap_err(), "truncated .npy header");
+        let mut v2 = good.clone();
+        v2[6] = 2;
+        assert!(decode_f32(&v2[..11]).is_err());
     }
 }

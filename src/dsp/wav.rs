@@ -39,6 +39,40 @@ impl std::fmt::Display for AudioError {
 
 impl std::error::Error for AudioError {}
 
+/// What a WAV file may declare, checked on its header before any sample is decoded or
+/// any buffer sized from it: a crafted rate or channel count must not size a
+/// resampler's output or a per-channel split. A bare `f64` is a length limit with the
+/// default rate and channel bounds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WavLimits {
+    /// Longest accepted clip.
+    pub max_seconds: f64,
+    /// Most channels accepted.
+    pub max_channels: u16,
+    /// Lowest sample rate accepted, Hz.
+    pub min_sample_rate: u32,
+    /// Highest sample rate accepted, Hz.
+    pub max_sample_rate: u32,
+}
+
+/// Default channel bound: 7.1 surround.
+pub const DEFAULT_MAX_CHANNELS: u16 = 8;
+/// Default lowest rate: telephone audio.
+pub const DEFAULT_MIN_SAMPLE_RATE: u32 = 8_000;
+/// Default highest rate: the top of what studio converters produce.
+pub const DEFAULT_MAX_SAMPLE_RATE: u32 = 384_000;
+
+impl From<f64> for WavLimits {
+    fn from(max_seconds: f64) -> WavLimits {
+        WavLimits {
+            max_seconds,
+            max_channels: DEFAULT_MAX_CHANNELS,
+            min_sample_rate: DEFAULT_MIN_SAMPLE_RATE,
+            max_sample_rate: DEFAULT_MAX_SAMPLE_RATE,
+        }
+    }
+}
+
 impl Audio {
     /// Samples per channel.
     pub fn len(&self) -> usize {
@@ -151,7 +185,8 @@ fn repair_streamed_header(bytes: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Parses the header and checks the limits, before any sample is decoded.
-fn open(bytes: &[u8], max_seconds: f64) -> Result<Encoded<'_>, AudioError> {
+fn open(bytes: &[u8], limits: WavLimits) -> Result<Encoded<'_>, AudioError> {
+    let max_seconds = limits.max_seconds;
     if bytes.is_empty() {
         return Err(AudioError::Empty("no bytes".into()));
     }
@@ -162,6 +197,18 @@ fn open(bytes: &[u8], max_seconds: f64) -> Result<Encoded<'_>, AudioError> {
         return Err(AudioError::Empty(format!(
             "{} channels at {} Hz",
             spec.channels, spec.sample_rate
+        )));
+    }
+    if !(limits.min_sample_rate..=limits.max_sample_rate).contains(&spec.sample_rate) {
+        return Err(AudioError::Invalid(format!(
+            "sample rate {} Hz is outside {}-{} Hz",
+            spec.sample_rate, limits.min_sample_rate, limits.max_sample_rate
+        )));
+    }
+    if spec.channels > limits.max_channels {
+        return Err(AudioError::Invalid(format!(
+            "{} channels, above the limit of {}",
+            spec.channels, limits.max_channels
         )));
     }
     let frames = r.duration() as usize;
@@ -306,11 +353,12 @@ impl Encoded<'_> {
     }
 }
 
-/// Reads WAV bytes (PCM 8/16/24/32 bit or float 32), refusing more than `max_seconds`
-/// before decoding any sample. Integers are scaled as libsndfile does (`x / 2^(bits-1)`).
-pub fn read_wav(bytes: &[u8], max_seconds: f64) -> Result<Audio, AudioError> {
+/// Reads WAV bytes (PCM 8/16/24/32 bit or float 32), refusing what `limits` does not
+/// allow before decoding any sample. Integers are scaled as libsndfile does
+/// (`x / 2^(bits-1)`).
+pub fn read_wav(bytes: &[u8], limits: impl Into<WavLimits>) -> Result<Audio, AudioError> {
     let repaired = repair_streamed_header(bytes);
-    let enc = open(repaired.as_deref().unwrap_or(bytes), max_seconds)?;
+    let enc = open(repaired.as_deref().unwrap_or(bytes), limits.into())?;
     let (sample_rate, n, frames) = (enc.sample_rate, enc.channels, enc.frames);
     let interleaved = enc.interleaved()?;
     let channels = if n == 1 {
@@ -330,9 +378,12 @@ pub fn read_wav(bytes: &[u8], max_seconds: f64) -> Result<Audio, AudioError> {
 /// Reads WAV bytes as [`read_wav`] does and returns the sample rate and the mean of the
 /// channels ([`Audio::mono`], bit for bit), mixing each interleaved frame in one pass
 /// instead of splitting the channels first.
-pub fn read_wav_mono(bytes: &[u8], max_seconds: f64) -> Result<(u32, Vec<f32>), AudioError> {
+pub fn read_wav_mono(
+    bytes: &[u8],
+    limits: impl Into<WavLimits>,
+) -> Result<(u32, Vec<f32>), AudioError> {
     let repaired = repair_streamed_header(bytes);
-    let enc = open(repaired.as_deref().unwrap_or(bytes), max_seconds)?;
+    let enc = open(repaired.as_deref().unwrap_or(bytes), limits.into())?;
     let (sample_rate, n) = (enc.sample_rate, enc.channels);
     let interleaved = enc.interleaved()?;
     let mono = if n == 1 {
@@ -410,6 +461,66 @@ mod streamed_header_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crafted_rates_and_channel_counts_are_refused_on_the_header() {
+        let write = |spec: hound::WavSpec, n: usize| {
+            let mut buf = Cursor::new(Vec::new());
+            {
+                let mut w = hound::WavWriter::new(&mut buf, spec).unwrap();
+                for _ in 0..n {
+                    match spec.bits_per_sample {
+                        8 => w.write_sample(0i8).unwrap(),
+                        _ => w.write_sample(0i16).unwrap(),
+                    }
+                }
+                w.finalize().unwrap();
+            }
+            buf.into_inner()
+        };
+        // A consistent header at 4 GHz (8-bit mono keeps the byte rate within u32).
+        let wav = write(
+            hound::WavSpec {
+                channels: 1,
+                sample_rate: 4_000_000_000,
+                bits_per_sample: 8,
+                sample_format: hound::SampleFormat::Int,
+            },
+            800,
+        );
+        let e = read_wav(&wav, 10.0).unwrap_err();
+        assert!(
+            matches!(&e, AudioError::Invalid(m) if m.contains("sample rate 4000000000 Hz is outside 8000-384000 Hz")),
+            "{e}"
+        );
+        let slow = write_wav_pcm16(&[0.1; 800], 4000);
+        assert!(read_wav(&slow, 10.0).is_err());
+        let lax = WavLimits {
+            min_sample_rate: 1000,
+            ..WavLimits::from(10.0)
+        };
+        assert_eq!(read_wav(&slow, lax).unwrap().sample_rate, 4000);
+
+        let many = write(
+            hound::WavSpec {
+                channels: 16,
+                sample_rate: 16000,
+                bits_per_sample: 16,
+                sample_format: hound::SampleFormat::Int,
+            },
+            16 * 100,
+        );
+        let e = read_wav_mono(&many, 10.0).unwrap_err();
+        assert!(
+            matches!(&e, AudioError::Invalid(m) if m.contains("16 channels, above the limit of 8")),
+            "{e}"
+        );
+        let wide = WavLimits {
+            max_channels: 16,
+            ..WavLimits::from(10.0)
+        };
+        assert_eq!(read_wav(&many, wide).unwrap().channels.len(), 16);
+    }
 
     #[test]
     fn pcm16_round_trips_and_limits_hold() {

@@ -13,6 +13,7 @@
 
 use std::io::Cursor;
 
+use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 
 /// The CLIP normalization mean (`OPENAI_CLIP_MEAN`), used by every BLIP checkpoint.
@@ -29,6 +30,10 @@ pub struct Limits {
     pub max_encoded_bytes: usize,
     /// Largest accepted `width * height` of the decoded image.
     pub max_pixels: u64,
+    /// Largest accepted size of the resize filter weights. They grow with the long
+    /// side, not the pixel count: a 1 x 89M image is within `max_pixels` but needs
+    /// 1.4 GB of weights to reach 384 x 384.
+    pub max_resize_table_bytes: u64,
 }
 
 impl Default for Limits {
@@ -37,6 +42,8 @@ impl Default for Limits {
             max_encoded_bytes: 50 << 20,
             // PIL's `Image.MAX_IMAGE_PIXELS`.
             max_pixels: 89_478_485,
+            // Sides up to about 4M pixels at model sizes; a photo needs well under 1 MiB.
+            max_resize_table_bytes: 64 << 20,
         }
     }
 }
@@ -133,7 +140,7 @@ pub fn decode_rgb(bytes: &[u8], limits: &Limits) -> Result<image::RgbImage, Imag
     if w == 0 || h == 0 {
         return Err(ImageError::Decode(format!("image has size {w}x{h}")));
     }
-    let orientation = decoder.orientation().map_err(decode_error)?;
+    let orientation = orientation(bytes, format, &mut decoder)?;
     let mut img = match (format == ImageFormat::Jpeg)
         .then(|| decode_jpeg_turbo(bytes))
         .flatten()
@@ -142,7 +149,140 @@ pub fn decode_rgb(bytes: &[u8], limits: &Limits) -> Result<image::RgbImage, Imag
         None => DynamicImage::from_decoder(decoder).map_err(decode_error)?,
     };
     img.apply_orientation(orientation);
-    Ok(to_rgb_on_white(img))
+    Ok(to_rgb_on_white(as_pil_reads(bytes, format, img)))
+}
+
+/// Where PIL's `exif_transpose` finds the orientation: the EXIF Orientation tag
+/// (JPEG APP1, PNG `eXIf` wherever it sits, WebP `EXIF`, the TIFF IFD), and only when
+/// EXIF has no such tag, `tiff:Orientation` in the XMP packet.
+fn orientation(
+    bytes: &[u8],
+    format: ImageFormat,
+    decoder: &mut impl ImageDecoder,
+) -> Result<Orientation, ImageError> {
+    let exif = match decoder.exif_metadata().map_err(decode_error)? {
+        Some(chunk) => Some(chunk),
+        // The PNG decoder reads chunks up to the first IDAT; PIL also reads the ones
+        // after the image data when asked for EXIF.
+        None if format == ImageFormat::Png => png_chunk(bytes, b"eXIf")
+            .map(<[u8]>::to_vec)
+            .or_else(|| png_raw_profile_exif(bytes)),
+        None => None,
+    };
+    if let Some(o) = exif.as_deref().and_then(Orientation::from_exif_chunk) {
+        return Ok(o);
+    }
+    let from_decoder = decoder.orientation().map_err(decode_error)?;
+    if from_decoder != Orientation::NoTransforms {
+        return Ok(from_decoder);
+    }
+    let xmp = decoder.xmp_metadata().map_err(decode_error)?;
+    Ok(xmp
+        .as_deref()
+        .and_then(xmp_orientation)
+        .unwrap_or(Orientation::NoTransforms))
+}
+
+/// PIL's `tiff:Orientation(="|>)([0-9])`, first match; 1–8 as in EXIF, anything else
+/// leaves the image as stored.
+fn xmp_orientation(xmp: &[u8]) -> Option<Orientation> {
+    const KEY: &[u8] = b"tiff:Orientation";
+    let mut from = 0;
+    while let Some(at) = xmp[from..].windows(KEY.len()).position(|w| w == KEY) {
+        let rest = &xmp[from + at + KEY.len()..];
+        let digit = match rest {
+            [b'=', b'"', d, ..] | [b'>', d, ..] if d.is_ascii_digit() => Some(*d),
+            _ => None,
+        };
+        if let Some(d) = digit {
+            return Orientation::from_exif(d - b'0');
+        }
+        from += at + 1;
+    }
+    None
+}
+
+/// The data of the first chunk of `kind` in a PNG, found by walking chunk headers.
+fn png_chunk<'a>(bytes: &'a [u8], kind: &[u8; 4]) -> Option<&'a [u8]> {
+    png_chunks(bytes).find(|(k, _)| k == kind).map(|(_, d)| d)
+}
+
+/// Every chunk of a PNG as (type, data), up to IEND or the first malformed header.
+fn png_chunks(bytes: &[u8]) -> impl Iterator<Item = ([u8; 4], &[u8])> {
+    let mut at = Some(8usize);
+    std::iter::from_fn(move || {
+        let pos = at?;
+        let head = bytes.get(pos..pos + 8)?;
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let data = bytes.get(pos + 8..(pos + 8).checked_add(len)?)?;
+        let kind = [head[4], head[5], head[6], head[7]];
+        at = (&kind != b"IEND")
+            .then(|| pos.checked_add(12 + len))
+            .flatten();
+        Some((kind, data))
+    })
+}
+
+/// The decompressed text of a tEXt, zTXt or iTXt chunk named `keyword`.
+fn png_text(bytes: &[u8], keyword: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Read;
+    // Text chunks are small; a compressed one inflating past this is not metadata.
+    const MAX_TEXT: u64 = 16 << 20;
+    let inflate = |z: &[u8]| -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        flate2::read::ZlibDecoder::new(z)
+            .take(MAX_TEXT)
+            .read_to_end(&mut out)
+            .ok()?;
+        Some(out)
+    };
+    for (kind, data) in png_chunks(bytes) {
+        let Some(nul) = data.iter().position(|&b| b == 0) else {
+            continue;
+        };
+        if &data[..nul] != keyword {
+            continue;
+        }
+        let rest = &data[nul + 1..];
+        match &kind {
+            b"tEXt" => return Some(rest.to_vec()),
+            b"zTXt" => return inflate(rest.get(1..)?),
+            b"iTXt" => {
+                let (compressed, rest) = (*rest.first()? == 1, rest.get(2..)?);
+                // Language tag, then translated keyword, each NUL-terminated.
+                let lang = rest.iter().position(|&b| b == 0)?;
+                let rest = &rest[lang + 1..];
+                let tk = rest.iter().position(|&b| b == 0)?;
+                let text = &rest[tk + 1..];
+                return if compressed {
+                    inflate(text)
+                } else {
+                    Some(text.to_vec())
+                };
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// ImageMagick's `Raw profile type exif` text: a header of three lines, then hex. PIL
+/// reads EXIF from it when a PNG has no eXIf chunk.
+fn png_raw_profile_exif(bytes: &[u8]) -> Option<Vec<u8>> {
+    let text = png_text(bytes, b"Raw profile type exif")?;
+    let text = std::str::from_utf8(&text).ok()?;
+    let hex: String = text
+        .split('\n')
+        .skip(3)
+        .flat_map(|l| l.chars())
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let raw = hex::decode(hex).ok()?;
+    // The chunk may keep the APP1 prefix; the TIFF header follows it.
+    Some(match raw.strip_prefix(b"Exif\0\0") {
+        Some(tiff) => tiff.to_vec(),
+        None => raw,
+    })
 }
 
 /// JPEG through libjpeg-turbo with its defaults (accurate integer IDCT, fancy
@@ -176,6 +316,42 @@ fn decode_error(e: image::ImageError) -> ImageError {
         image::ImageError::Limits(l) => ImageError::TooLarge(l.to_string()),
         image::ImageError::Unsupported(u) => ImageError::UnsupportedFormat(u.to_string()),
         other => ImageError::Decode(other.to_string()),
+    }
+}
+
+/// The decoded image as PIL holds it, where the two decoders differ on what the file
+/// means:
+/// - 16-bit grey is PIL mode `I;16`, which `convert("RGB")` clips at 255 rather than
+///   scales (so most such images come out white).
+/// - PNG grey below 8 bits with a tRNS key: PIL scales the samples to 0..255 but not
+///   the key, so only pixels whose scaled value equals the key are transparent.
+fn as_pil_reads(bytes: &[u8], format: ImageFormat, img: DynamicImage) -> DynamicImage {
+    match img {
+        DynamicImage::ImageLuma16(g) => {
+            let (w, h) = g.dimensions();
+            let clipped = g.into_raw().into_iter().map(|v| v.min(255) as u8).collect();
+            image::GrayImage::from_raw(w, h, clipped)
+                .map(DynamicImage::ImageLuma8)
+                .expect("one byte a pixel")
+        }
+        DynamicImage::ImageLumaA8(la) if format == ImageFormat::Png => {
+            let ihdr = png_chunk(bytes, b"IHDR");
+            let low_bit_grey = ihdr.is_some_and(|h| h.len() >= 10 && h[9] == 0 && h[8] < 8);
+            let key = png_chunk(bytes, b"tRNS")
+                .filter(|t| t.len() >= 2)
+                .map(|t| u16::from_be_bytes([t[0], t[1]]));
+            match key.filter(|_| low_bit_grey) {
+                Some(key) => {
+                    let mut la = la;
+                    for px in la.pixels_mut() {
+                        px[1] = if u16::from(px[0]) == key { 0 } else { 255 };
+                    }
+                    DynamicImage::ImageLumaA8(la)
+                }
+                None => DynamicImage::ImageLumaA8(la),
+            }
+        }
+        other => other,
     }
 }
 
@@ -246,6 +422,15 @@ pub fn prepare(
 ) -> Result<Prepared, ImageError> {
     let img = decode_rgb(bytes, limits)?;
     let (source_width, source_height) = img.dimensions();
+    let table = resample::table_bytes(source_width as usize, width as usize)
+        + resample::table_bytes(source_height as usize, height as usize);
+    if table > limits.max_resize_table_bytes {
+        return Err(ImageError::TooLarge(format!(
+            "resizing {source_width}x{source_height} to {width}x{height} needs {table} bytes \
+             of filter weights, above max_resize_table_bytes = {}",
+            limits.max_resize_table_bytes
+        )));
+    }
     let rgb = resizer.resize(img, width, height);
     Ok(Prepared {
         source_width,
@@ -293,11 +478,33 @@ mod tests {
     }
 
     #[test]
+    fn a_long_thin_image_is_refused_before_its_filter_weights_are_made() {
+        // 1 x 2M: 6 MB of pixels, but 32 MB of weights to reach 384 px.
+        let tall = png(DynamicImage::ImageRgb8(image::RgbImage::new(1, 2_000_000)));
+        let lim = Limits {
+            max_resize_table_bytes: 8 << 20,
+            ..Limits::default()
+        };
+        let mut r = BicubicResizer::new();
+        let e = prepare(&tall, &lim, 384, 384, &mut r).unwrap_err();
+        assert!(
+            matches!(&e, ImageError::TooLarge(m) if m.contains("1x2000000 to 384x384") && m.contains("max_resize_table_bytes")),
+            "{e}"
+        );
+        let small = png(DynamicImage::ImageRgb8(image::RgbImage::new(1, 4000)));
+        assert_eq!(
+            prepare(&small, &lim, 384, 384, &mut r).unwrap().rgb.len(),
+            384 * 384 * 3
+        );
+    }
+
+    #[test]
     fn limits_are_checked_before_decoding() {
         let bytes = png(DynamicImage::ImageRgb8(image::RgbImage::new(40, 30)));
         let small = Limits {
             max_encoded_bytes: 1 << 20,
             max_pixels: 1000,
+            ..Limits::default()
         };
         assert!(
             matches!(decode_rgb(&bytes, &small), Err(ImageError::TooLarge(m)) if m.contains("40x30"))
@@ -305,6 +512,7 @@ mod tests {
         let tiny = Limits {
             max_encoded_bytes: 10,
             max_pixels: 1 << 20,
+            ..Limits::default()
         };
         assert!(matches!(
             decode_rgb(&bytes, &tiny),

@@ -32,12 +32,29 @@ struct Coeffs {
     weights: Vec<i32>,
 }
 
+/// Taps per output pixel when resampling `in_size` to `out_size`.
+fn ksize(in_size: usize, out_size: usize) -> usize {
+    let filterscale = (in_size as f64 / out_size as f64).max(1.0);
+    (SUPPORT * filterscale).ceil() as usize * 2 + 1
+}
+
+/// Bytes of the weight table for resampling `in_size` to `out_size` (0 when the size
+/// does not change: no pass is run).
+pub(crate) fn table_bytes(in_size: usize, out_size: usize) -> u64 {
+    if in_size == out_size || out_size == 0 {
+        return 0;
+    }
+    (out_size as u64)
+        .saturating_mul(ksize(in_size, out_size) as u64)
+        .saturating_mul(std::mem::size_of::<i32>() as u64)
+}
+
 impl Coeffs {
     fn new(in_size: usize, out_size: usize) -> Coeffs {
         let scale = in_size as f64 / out_size as f64;
         let filterscale = scale.max(1.0);
         let support = SUPPORT * filterscale;
-        let ksize = support.ceil() as usize * 2 + 1;
+        let ksize = ksize(in_size, out_size);
         let mut bounds = Vec::with_capacity(out_size);
         let mut weights = vec![0i32; out_size * ksize];
         let mut k = vec![0f64; ksize];
@@ -92,11 +109,14 @@ impl PilBicubic {
             return c.clone();
         }
         let c = Coeffs::new(in_size, out_size);
-        // Model sizes repeat; photo sizes mostly do too. Keep a small cache.
-        if self.cache.len() >= 32 {
-            self.cache.remove(0);
+        // Model sizes repeat; photo sizes mostly do too. Keep a small cache, and keep
+        // an unusual table out of it, so that it never holds more than 32 MiB.
+        if table_bytes(in_size, out_size) <= 1 << 20 {
+            if self.cache.len() >= 32 {
+                self.cache.remove(0);
+            }
+            self.cache.push(((in_size, out_size), c.clone()));
         }
-        self.cache.push(((in_size, out_size), c.clone()));
         c
     }
 

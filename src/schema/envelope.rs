@@ -54,11 +54,14 @@ pub enum ErrorKind {
     /// A stage did not finish the record's batch within its deadline (distributed
     /// mode: on every delivery).
     Timeout,
+    /// The record's own id is unusable: too long, or holding control characters.
+    /// The row is keyed by a hash of the raw id instead.
+    InvalidId,
 }
 
 impl ErrorKind {
     /// Every kind, for documentation and metric pre-registration.
-    pub const ALL: [ErrorKind; 10] = [
+    pub const ALL: [ErrorKind; 11] = [
         ErrorKind::Io,
         ErrorKind::Empty,
         ErrorKind::MissingImage,
@@ -69,6 +72,7 @@ impl ErrorKind {
         ErrorKind::InvalidAudio,
         ErrorKind::Speech,
         ErrorKind::Timeout,
+        ErrorKind::InvalidId,
     ];
 
     /// The value stored in `error_kind`.
@@ -84,6 +88,7 @@ impl ErrorKind {
             ErrorKind::InvalidAudio => "invalid_audio",
             ErrorKind::Speech => "speech",
             ErrorKind::Timeout => "timeout",
+            ErrorKind::InvalidId => "invalid_id",
         }
     }
 }

@@ -20,6 +20,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::Result;
+use crate::schema::{ErrorKind, RowError};
 
 /// Reads input records in batches.
 pub trait Source: Send {
@@ -90,6 +91,36 @@ pub fn content_id(bytes: &[u8]) -> String {
     hex::encode(&digest[..16])
 }
 
+/// Default `max_id_bytes`.
+pub const DEFAULT_MAX_ID_BYTES: usize = 1024;
+
+/// How much of an unusable id an error message quotes.
+const QUOTED_ID_CHARS: usize = 64;
+
+/// The id a record travels under, given the id its input carries: `raw` when it is
+/// usable, else `invalid-id-<content_id(raw)>` with the error row's reason. An id
+/// becomes a Parquet value, a NATS header and part of a file name, so it is at most
+/// `max_bytes` long and holds no control characters (CR or LF would split a header).
+pub fn record_id(raw: &str, uri: &str, max_bytes: usize) -> (String, Option<RowError>) {
+    let why = if raw.len() > max_bytes {
+        format!("is {} bytes, above max_id_bytes = {max_bytes}", raw.len())
+    } else if let Some((at, c)) = raw.char_indices().find(|(_, c)| c.is_control()) {
+        format!(
+            "holds the control character U+{:04X} at byte {at}",
+            c as u32
+        )
+    } else if raw.is_empty() {
+        "is empty".to_string()
+    } else {
+        return (raw.to_string(), None);
+    };
+    let id = format!("invalid-id-{}", content_id(raw.as_bytes()));
+    let quoted: String = raw.chars().take(QUOTED_ID_CHARS).collect();
+    let more = if quoted.len() < raw.len() { "..." } else { "" };
+    let message = format!("record {id} ({uri}): its id {quoted:?}{more} {why}");
+    (id, Some(RowError::new(ErrorKind::InvalidId, message)))
+}
+
 /// Expands a path argument: a glob pattern, a folder (walked), or one file.
 fn expand(
     input: &str,
@@ -136,4 +167,36 @@ fn expand(
     }
     out.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unusable_ids_become_hash_keyed_errors_naming_the_raw_id() {
+        assert_eq!(record_id("img-1", "f#0", 16), ("img-1".to_string(), None));
+        let long = "x".repeat(5000);
+        let (id, e) = record_id(&long, "f#1", 1024);
+        assert_eq!(id, format!("invalid-id-{}", content_id(long.as_bytes())));
+        let e = e.unwrap();
+        assert_eq!(e.kind, ErrorKind::InvalidId);
+        assert!(
+            e.message
+                .starts_with(&format!("record {id} (f#1): its id \"xxxx")),
+            "{}",
+            e.message
+        );
+        assert!(
+            e.message
+                .contains("\"... is 5000 bytes, above max_id_bytes = 1024"),
+            "{}",
+            e.message
+        );
+        let (a, e) = record_id("a\nb", "f#2", 1024);
+        assert!(e.unwrap().message.contains("U+000A at byte 1"));
+        let (b, _) = record_id("a\rb", "f#3", 1024);
+        assert_ne!(a, b, "distinct raw ids stay distinct");
+        assert!(record_id("", "f#4", 1024).1.is_some());
+    }
 }

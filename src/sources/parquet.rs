@@ -1,10 +1,20 @@
 //! Parquet files with an image-bytes column: the backfill source.
+//!
+//! Nothing a file holds can stop the stream: an id that cannot be used, a cell over its
+//! byte cap (checked from the column's offsets, before the bytes are copied) and a
+//! file that stops reading halfway each become error rows, one per record, and the
+//! next file is read. Bytes columns are read as stored (`binary`, `large_binary` or
+//! `binary_view`), so a large column is never cast, copied or squeezed into 32-bit
+//! offsets.
 
 use std::collections::{HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use arrow::array::{Array, BinaryArray, ListArray, RecordBatch, StringArray};
+use arrow::array::{
+    Array, AsArray, BinaryArray, BinaryViewArray, LargeBinaryArray, ListArray, RecordBatch,
+    StringArray,
+};
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
@@ -34,6 +44,13 @@ pub struct ParquetSourceConfig {
     /// Images larger than this become `too_large` error rows.
     #[serde(default = "default_max_bytes")]
     pub max_image_bytes: usize,
+    /// Reference audio larger than this makes the record a `too_large` error row.
+    #[serde(default = "default_max_audio_bytes")]
+    pub max_audio_bytes: usize,
+    /// Longer ids (and ids with control characters) become `invalid_id` error rows,
+    /// keyed by a hash of the raw id.
+    #[serde(default = "default_max_id_bytes")]
+    pub max_id_bytes: usize,
 }
 
 fn default_id() -> String {
@@ -51,12 +68,29 @@ fn default_audio() -> String {
 fn default_max_bytes() -> usize {
     50 << 20
 }
+fn default_max_audio_bytes() -> usize {
+    64 << 20
+}
+fn default_max_id_bytes() -> usize {
+    super::DEFAULT_MAX_ID_BYTES
+}
 
 impl ParquetSourceConfig {
     pub(crate) fn validate(&self) -> Result<()> {
-        if self.max_image_bytes == 0 {
+        let cap = crate::config::MAX_RECORD_BYTES as usize;
+        for (key, v) in [
+            ("max_image_bytes", self.max_image_bytes),
+            ("max_audio_bytes", self.max_audio_bytes),
+        ] {
+            if v == 0 || v > cap {
+                return Err(Error::Config(format!(
+                    "[source] {key} = {v} is outside 1..={cap}"
+                )));
+            }
+        }
+        if self.max_id_bytes == 0 {
             return Err(Error::Config(
-                "[source] max_image_bytes must be at least 1".into(),
+                "[source] max_id_bytes must be at least 1".into(),
             ));
         }
         Ok(())
@@ -107,8 +141,13 @@ impl ParquetSourceConfig {
 struct OpenFile {
     path: PathBuf,
     reader: ParquetRecordBatchReader,
+    /// Rows the file holds, from its footer.
+    rows: usize,
+    /// Rows before the loaded batch.
     row: usize,
     batch: Option<(RecordBatch, usize)>,
+    /// Why the rest of the file cannot be read; its rows become error rows.
+    broken: Option<String>,
 }
 
 /// The running Parquet source.
@@ -154,6 +193,7 @@ impl ParquetSource {
             .filter(|(_, f)| wanted.contains(&f.name()))
             .map(|(i, _)| i)
             .collect();
+        let rows = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
         let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
         let reader = builder
             .with_projection(mask)
@@ -162,8 +202,10 @@ impl ParquetSource {
         self.current = Some(OpenFile {
             path,
             reader,
+            rows,
             row: 0,
             batch: None,
+            broken: None,
         });
         Ok(true)
     }
@@ -176,37 +218,31 @@ impl ParquetSource {
         let ids = ids
             .as_ref()
             .and_then(|a| a.as_any().downcast_ref::<StringArray>());
-        let images = column_as(batch, &self.cfg.image_column, &DataType::Binary)?
+        let images = BytesColumn::of(batch, &self.cfg.image_column)?
             .ok_or_else(|| Error::Config(format!("no image column {:?}", self.cfg.image_column)))?;
-        let images = images
-            .as_any()
-            .downcast_ref::<BinaryArray>()
-            .expect("cast to Binary");
         let refs = column_as(batch, &self.cfg.references_column, &references_type())?;
         let refs = refs
             .as_ref()
             .and_then(|a| a.as_any().downcast_ref::<ListArray>());
-        let audio = column_as(batch, &self.cfg.audio_column, &DataType::Binary)?;
-        let audio = audio
-            .as_ref()
-            .and_then(|a| a.as_any().downcast_ref::<BinaryArray>());
+        let audio = BytesColumn::of(batch, &self.cfg.audio_column)?;
 
         let n = batch.num_rows();
         let mut i = *start;
         while i < n && self.builder.rows() < max_rows && self.builder.bytes() < max_bytes {
-            let uri = format!("{}#{}", cur.path.display(), cur.row + i);
-            let image = images.is_valid(i).then(|| images.value(i));
-            let id = match ids.filter(|a| a.is_valid(i)) {
-                Some(a) => a.value(i).to_string(),
-                None => content_id(image.unwrap_or(uri.as_bytes())),
-            };
+            let row = i;
             i += 1;
+            let uri = format!("{}#{}", cur.path.display(), cur.row + row);
+            let image = images.get(row);
+            let (id, bad_id) = match ids.filter(|a| a.is_valid(row)) {
+                Some(a) => super::record_id(a.value(row), &uri, self.cfg.max_id_bytes),
+                None => (content_id(image.unwrap_or(uri.as_bytes())), None),
+            };
             if self.skip.contains(&id) {
                 self.skipped += 1;
                 continue;
             }
-            let references: Option<Vec<String>> = refs.filter(|r| r.is_valid(i - 1)).map(|r| {
-                let v = r.value(i - 1);
+            let references: Option<Vec<String>> = refs.filter(|r| r.is_valid(row)).map(|r| {
+                let v = r.value(row);
                 let s = v
                     .as_any()
                     .downcast_ref::<StringArray>()
@@ -216,13 +252,15 @@ impl ParquetSource {
                     .map(|j| s.value(j).to_string())
                     .collect()
             });
-            let audio = audio.filter(|a| a.is_valid(i - 1)).map(|a| a.value(i - 1));
-            let outcome = match image {
-                None => Err(RowError::new(
+            let audio = audio.as_ref().and_then(|a| a.get(row));
+            let too_big_audio = audio.filter(|a| a.len() > self.cfg.max_audio_bytes);
+            let outcome = match (bad_id, image, too_big_audio) {
+                (Some(e), _, _) => Err(e),
+                (None, None, _) => Err(RowError::new(
                     ErrorKind::MissingImage,
                     format!("record {id} ({uri}): the image column is null"),
                 )),
-                Some(b) if b.len() > self.cfg.max_image_bytes => Err(RowError::new(
+                (None, Some(b), _) if b.len() > self.cfg.max_image_bytes => Err(RowError::new(
                     ErrorKind::TooLarge,
                     format!(
                         "record {id} ({uri}): image has {} bytes, above max_image_bytes = {}",
@@ -230,8 +268,20 @@ impl ParquetSource {
                         self.cfg.max_image_bytes
                     ),
                 )),
-                Some(b) => Ok(b),
+                (None, Some(_), Some(a)) => Err(RowError::new(
+                    ErrorKind::TooLarge,
+                    format!(
+                        "record {id} ({uri}): reference audio has {} bytes, above \
+                         max_audio_bytes = {}",
+                        a.len(),
+                        self.cfg.max_audio_bytes
+                    ),
+                )),
+                (None, Some(b), None) => Ok(b),
             };
+            // Only a good record carries its bytes on: nothing over a cap is copied.
+            let audio = audio.filter(|_| outcome.is_ok());
+            let references = references.filter(|_| outcome.is_ok());
             self.builder
                 .push(&id, Some(&uri), references.as_deref(), audio, outcome);
         }
@@ -242,6 +292,71 @@ impl ParquetSource {
             cur.batch.as_mut().expect("loaded").1 = i;
         }
         Ok(())
+    }
+
+    /// One error row per record the current file could not yield, until the builder
+    /// is full; closes the file once every row is accounted for.
+    fn take_broken(&mut self, max_rows: usize) {
+        let cur = self.current.as_mut().expect("a file is open");
+        let why = cur.broken.clone().unwrap_or_default();
+        while cur.row < cur.rows && self.builder.rows() < max_rows {
+            let uri = format!("{}#{}", cur.path.display(), cur.row);
+            cur.row += 1;
+            let id = content_id(uri.as_bytes());
+            if self.skip.contains(&id) {
+                self.skipped += 1;
+                continue;
+            }
+            let message = format!("record {id} ({uri}): the Parquet file stopped reading: {why}");
+            self.builder.push(
+                &id,
+                Some(&uri),
+                None,
+                None,
+                Err(RowError::new(ErrorKind::Decode, message)),
+            );
+        }
+        if cur.row >= cur.rows {
+            self.current = None;
+        }
+    }
+}
+
+/// A bytes column as the file stores it.
+enum BytesColumn {
+    Small(BinaryArray),
+    Large(LargeBinaryArray),
+    View(BinaryViewArray),
+}
+
+impl BytesColumn {
+    /// The named column, or `None` when the file lacks it. Other types (strings, fixed
+    /// size) are cast to `large_binary`, whose offsets cannot overflow.
+    fn of(batch: &RecordBatch, name: &str) -> Result<Option<BytesColumn>> {
+        let Some(c) = batch.column_by_name(name) else {
+            return Ok(None);
+        };
+        Ok(Some(match c.data_type() {
+            DataType::Binary => BytesColumn::Small(c.as_binary::<i32>().clone()),
+            DataType::LargeBinary => BytesColumn::Large(c.as_binary::<i64>().clone()),
+            DataType::BinaryView => BytesColumn::View(c.as_binary_view().clone()),
+            _ => {
+                let c = cast(c, &DataType::LargeBinary).map_err(|e| {
+                    Error::Config(format!("column {name:?} cannot be read as bytes: {e}"))
+                })?;
+                BytesColumn::Large(c.as_binary::<i64>().clone())
+            }
+        }))
+    }
+
+    /// Row `i`'s bytes, borrowed (its length comes from the offsets), or `None` when
+    /// null.
+    fn get(&self, i: usize) -> Option<&[u8]> {
+        match self {
+            BytesColumn::Small(a) => a.is_valid(i).then(|| a.value(i)),
+            BytesColumn::Large(a) => a.is_valid(i).then(|| a.value(i)),
+            BytesColumn::View(a) => a.is_valid(i).then(|| a.value(i)),
+        }
     }
 }
 
@@ -256,9 +371,18 @@ impl Source for ParquetSource {
                 break;
             }
             let cur = self.current.as_mut().expect("opened above");
+            if cur.broken.is_some() {
+                self.take_broken(max_rows);
+                continue;
+            }
             if cur.batch.is_none() {
                 match cur.reader.next() {
-                    Some(b) => cur.batch = Some((b?, 0)),
+                    Some(Ok(b)) => cur.batch = Some((b, 0)),
+                    Some(Err(e)) => {
+                        tracing::warn!(file = %cur.path.display(), row = cur.row, error = %e, "A Parquet file stopped reading; its remaining rows become error rows.");
+                        cur.broken = Some(e.to_string());
+                        continue;
+                    }
                     None => {
                         self.current = None;
                         continue;

@@ -19,6 +19,10 @@ pub struct DecodeImageConfig {
     /// Largest accepted encoded size in bytes.
     #[serde(default = "default_max_encoded_bytes")]
     pub max_encoded_bytes: usize,
+    /// Largest accepted resize filter-weight table in bytes; it grows with the long
+    /// side (a 1 x 89M image needs 1.4 GB), so an extreme aspect ratio is `too_large`.
+    #[serde(default = "default_max_resize_table_bytes")]
+    pub max_resize_table_bytes: u64,
     /// Worker threads.
     #[serde(default = "default_workers")]
     pub workers: usize,
@@ -38,6 +42,9 @@ fn default_max_pixels() -> u64 {
 fn default_max_encoded_bytes() -> usize {
     Limits::default().max_encoded_bytes
 }
+fn default_max_resize_table_bytes() -> u64 {
+    Limits::default().max_resize_table_bytes
+}
 fn default_workers() -> usize {
     1
 }
@@ -49,9 +56,10 @@ impl DecodeImageConfig {
                 "image_size = {size} is outside 16..=4096"
             )));
         }
-        if self.max_pixels == 0 || self.max_encoded_bytes == 0 {
+        if self.max_pixels == 0 || self.max_encoded_bytes == 0 || self.max_resize_table_bytes == 0 {
             return Err(Error::Config(
-                "max_pixels and max_encoded_bytes must be at least 1".into(),
+                "max_pixels, max_encoded_bytes and max_resize_table_bytes must be at least 1"
+                    .into(),
             ));
         }
         Ok(())
@@ -62,6 +70,7 @@ impl DecodeImageConfig {
         Limits {
             max_encoded_bytes: self.max_encoded_bytes,
             max_pixels: self.max_pixels,
+            max_resize_table_bytes: self.max_resize_table_bytes,
         }
     }
 }

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::config::BatchConfig;
 use crate::dsp::mel::DbRef;
 use crate::dsp::resample::{Quality, ResamplerCache};
-use crate::dsp::wav::{read_wav_mono, AudioError};
+use crate::dsp::wav::{read_wav_mono, AudioError, WavLimits};
 use crate::dsp::{MelExtractor, MelParams, MelScaleNorm, StftParams};
 use crate::error::{Error, Result};
 use crate::pipeline::Stage;
@@ -70,6 +70,16 @@ pub struct FeaturesConfig {
     /// Longer reference audio becomes a `too_large` error row.
     #[serde(default = "max_seconds")]
     pub max_seconds: f64,
+    /// Reference audio with more channels is an `invalid_audio` error row.
+    #[serde(default = "max_audio_channels")]
+    pub max_audio_channels: u16,
+    /// Reference audio below this sample rate (Hz) is an `invalid_audio` error row.
+    #[serde(default = "min_audio_rate")]
+    pub min_audio_rate: u32,
+    /// Reference audio above this sample rate (Hz) is an `invalid_audio` error row: a
+    /// crafted header must not size a resampler's output.
+    #[serde(default = "max_audio_rate")]
+    pub max_audio_rate: u32,
     /// Worker threads.
     #[serde(default = "one")]
     pub workers: usize,
@@ -107,11 +117,30 @@ fn top_db() -> f64 {
 fn max_seconds() -> f64 {
     60.0
 }
+fn max_audio_channels() -> u16 {
+    crate::dsp::wav::DEFAULT_MAX_CHANNELS
+}
+fn min_audio_rate() -> u32 {
+    crate::dsp::wav::DEFAULT_MIN_SAMPLE_RATE
+}
+fn max_audio_rate() -> u32 {
+    crate::dsp::wav::DEFAULT_MAX_SAMPLE_RATE
+}
 fn one() -> usize {
     1
 }
 
 impl FeaturesConfig {
+    /// What reference audio may declare.
+    pub fn audio_limits(&self) -> WavLimits {
+        WavLimits {
+            max_seconds: self.max_seconds,
+            max_channels: self.max_audio_channels,
+            min_sample_rate: self.min_audio_rate,
+            max_sample_rate: self.max_audio_rate,
+        }
+    }
+
     /// The mel definition.
     pub fn mel(&self) -> MelParams {
         MelParams {
@@ -142,9 +171,13 @@ impl FeaturesConfig {
             || self.win_length.unwrap_or(self.n_fft) > self.n_fft
             || self.sample_rate < 1000
             || self.max_seconds <= 0.0
+            || self.max_audio_channels == 0
+            || self.min_audio_rate == 0
+            || self.min_audio_rate > self.max_audio_rate
         {
             return Err(Error::Config(
-                "need hop, n_fft, n_mels > 0, win_length <= n_fft, sample_rate >= 1000, max_seconds > 0"
+                "need hop, n_fft, n_mels > 0, win_length <= n_fft, sample_rate >= 1000, \
+                 max_seconds > 0, max_audio_channels > 0, 0 < min_audio_rate <= max_audio_rate"
                     .into(),
             ));
         }
@@ -194,7 +227,7 @@ impl Features {
     }
 
     fn one(&mut self, bytes: &[u8]) -> std::result::Result<(Vec<f32>, usize), (ErrorKind, String)> {
-        let (rate, y) = read_wav_mono(bytes, self.cfg.max_seconds).map_err(|e| match e {
+        let (rate, y) = read_wav_mono(bytes, self.cfg.audio_limits()).map_err(|e| match e {
             AudioError::TooLong(_) => (ErrorKind::TooLarge, e.to_string()),
             other => (ErrorKind::InvalidAudio, other.to_string()),
         })?;

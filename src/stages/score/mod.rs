@@ -87,6 +87,16 @@ pub struct ScoreConfig {
     /// Longer reference audio makes the record a `too_large` error row.
     #[serde(default = "max_seconds")]
     pub max_audio_seconds: f64,
+    /// Reference audio with more channels is an `invalid_audio` error row.
+    #[serde(default = "max_audio_channels")]
+    pub max_audio_channels: u16,
+    /// Reference audio below this sample rate (Hz) is an `invalid_audio` error row.
+    #[serde(default = "min_audio_rate")]
+    pub min_audio_rate: u32,
+    /// Reference audio above this sample rate (Hz) is an `invalid_audio` error row: a
+    /// crafted header must not size a resampler's output.
+    #[serde(default = "max_audio_rate")]
+    pub max_audio_rate: u32,
     /// Worker threads.
     #[serde(default = "one")]
     pub workers: usize,
@@ -124,6 +134,15 @@ fn n_mcd() -> usize {
 fn max_seconds() -> f64 {
     60.0
 }
+fn max_audio_channels() -> u16 {
+    crate::dsp::wav::DEFAULT_MAX_CHANNELS
+}
+fn min_audio_rate() -> u32 {
+    crate::dsp::wav::DEFAULT_MIN_SAMPLE_RATE
+}
+fn max_audio_rate() -> u32 {
+    crate::dsp::wav::DEFAULT_MAX_SAMPLE_RATE
+}
 fn one() -> usize {
     1
 }
@@ -145,9 +164,14 @@ impl ScoreConfig {
             || p.n_mcd == 0
             || p.n_mcd >= p.n_mels
             || self.max_audio_seconds <= 0.0
+            || self.max_audio_channels == 0
+            || self.min_audio_rate == 0
+            || self.min_audio_rate > self.max_audio_rate
         {
             return Err(Error::Config(
-                "score: need n_fft >= 2, hop > 0, 0 < n_mcd < n_mels, max_audio_seconds > 0".into(),
+                "score: need n_fft >= 2, hop > 0, 0 < n_mcd < n_mels, max_audio_seconds > 0, \
+                 max_audio_channels > 0, 0 < min_audio_rate <= max_audio_rate"
+                    .into(),
             ));
         }
         Ok(())
@@ -206,7 +230,13 @@ impl Score {
         generated: &[u8],
     ) -> std::result::Result<[f64; 6], (ErrorKind, String)> {
         let max = self.cfg.max_audio_seconds;
-        let r = read_wav(reference, max).map_err(|e| match e {
+        let limits = crate::dsp::wav::WavLimits {
+            max_seconds: max,
+            max_channels: self.cfg.max_audio_channels,
+            min_sample_rate: self.cfg.min_audio_rate,
+            max_sample_rate: self.cfg.max_audio_rate,
+        };
+        let r = read_wav(reference, limits).map_err(|e| match e {
             crate::dsp::wav::AudioError::TooLong(_) => {
                 (ErrorKind::TooLarge, format!("reference audio: {e}"))
             }
