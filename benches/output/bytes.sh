@@ -34,7 +34,8 @@ run() { # pipeline-file columns label
   local p=$work/$3.toml out=$work/out-$3
   sed -e "s|\"\.\./models/|\"$PWD/models/|" -e "s|^columns = .*|columns = \"$2\"|" "$1" >"$p"
   grep -q "^columns = \"$2\"" "$p" || printf 'columns = "%s"\n' "$2" >>"$p"
-  "$BIN" run --pipeline "$p" --input "$work/in" --output "$out" --no-progress >/dev/null
+  "$BIN" run --pipeline "$p" --input "$work/in" --output "$out" --no-progress >/dev/null 2>"$work/$3.log" \
+    || { cat "$work/$3.log" >&2; exit 1; }
   echo "$(bytes "$out")"
 }
 
@@ -57,7 +58,7 @@ for spec in "pipelines/default.toml:default" "$decode384:decode-384px"; do
   all=$(run "$file" all "$name-all")
   res=$(run "$file" results "$name-results")
   printf '%-40s %12d %12d %10s\n' "$name, columns = \"all\"" $((all / rows)) "$all" "1.00x"
-  printf '%-40s %12d %12d %9.3fx\n' "$name, columns = \"results\"" $((res / rows)) "$res" \
+  printf '%-40s %12d %12d %9.4fx\n' "$name, columns = \"results\"" $((res / rows)) "$res" \
     "$(awk -v a="$res" -v b="$all" 'BEGIN {print a / b}')"
 done
 echo "command: N=$N bash benches/output/bytes.sh ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores)"
