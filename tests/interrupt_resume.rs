@@ -6,7 +6,9 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::process::Command;
 
-use crate::util::{parts, pipeline, read_output, spawn_streaming_run, wait_for, write_images, BIN};
+use crate::util::{
+    parts, pipeline, read_output, run_pipeline, spawn_streaming_run, wait_for, write_images,
+};
 
 const PIPELINE: &str = r#"
 name = "resume-test"
@@ -97,20 +99,7 @@ fn interrupt_then_resume_gives_every_id_once() {
         "{names:?}"
     );
 
-    let res = Command::new(BIN)
-        .args([
-            "run",
-            "--pipeline",
-            p.to_str().unwrap(),
-            "--input",
-            dir.path().join("in").to_str().unwrap(),
-            "--output",
-            out.to_str().unwrap(),
-            "--resume",
-            "--no-progress",
-        ])
-        .output()
-        .unwrap();
+    let res = run_pipeline(&p, &dir.path().join("in"), &out, &["--resume"]);
     assert!(
         res.status.success(),
         "{}",
@@ -179,17 +168,7 @@ fn kill_9_keeps_the_parts_the_commit_interval_committed_and_resume_finishes() {
     let survived = committed(&out);
     assert!(survived.len() >= 24, "{} rows survived", survived.len());
     assert!(named(&out, ".parquet").len() >= 3, "one part per interval");
-    let res = Command::new(BIN)
-        .args(["run", "--pipeline", p.to_str().unwrap()])
-        .args(["--input", dir.path().join("in").to_str().unwrap()])
-        .args([
-            "--output",
-            out.to_str().unwrap(),
-            "--resume",
-            "--no-progress",
-        ])
-        .output()
-        .unwrap();
+    let res = run_pipeline(&p, &dir.path().join("in"), &out, &["--resume"]);
     assert!(
         res.status.success(),
         "{}",
@@ -241,17 +220,7 @@ fn a_second_run_into_a_folder_in_use_fails_at_once_and_harms_nothing() {
     );
     let open = named(&out, ".tmp");
     let started = std::time::Instant::now();
-    let second = Command::new(BIN)
-        .args(["run", "--pipeline", p.to_str().unwrap()])
-        .args(["--input", dir.path().join("in").to_str().unwrap()])
-        .args([
-            "--output",
-            out.to_str().unwrap(),
-            "--resume",
-            "--no-progress",
-        ])
-        .output()
-        .unwrap();
+    let second = run_pipeline(&p, &dir.path().join("in"), &out, &["--resume"]);
     assert!(!second.status.success());
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(

@@ -3,6 +3,7 @@
 //! Adding a stage means: a folder here, one [`StageConfig`] variant and its match arms,
 //! its schema under `schemas/` and an example in `pipelines/`. The runtime never changes.
 
+mod audio_limits;
 pub mod caption;
 pub mod decode_image;
 pub mod features;

@@ -71,14 +71,14 @@ pub struct FeaturesConfig {
     #[serde(default = "max_seconds")]
     pub max_seconds: f64,
     /// Reference audio with more channels is an `invalid_audio` error row.
-    #[serde(default = "max_audio_channels")]
+    #[serde(default = "super::audio_limits::max_audio_channels")]
     pub max_audio_channels: u16,
     /// Reference audio below this sample rate (Hz) is an `invalid_audio` error row.
-    #[serde(default = "min_audio_rate")]
+    #[serde(default = "super::audio_limits::min_audio_rate")]
     pub min_audio_rate: u32,
     /// Reference audio above this sample rate (Hz) is an `invalid_audio` error row: a
     /// crafted header must not size a resampler's output.
-    #[serde(default = "max_audio_rate")]
+    #[serde(default = "super::audio_limits::max_audio_rate")]
     pub max_audio_rate: u32,
     /// Worker threads.
     #[serde(default = "one")]
@@ -117,28 +117,25 @@ fn top_db() -> f64 {
 fn max_seconds() -> f64 {
     60.0
 }
-fn max_audio_channels() -> u16 {
-    crate::dsp::wav::DEFAULT_MAX_CHANNELS
-}
-fn min_audio_rate() -> u32 {
-    crate::dsp::wav::DEFAULT_MIN_SAMPLE_RATE
-}
-fn max_audio_rate() -> u32 {
-    crate::dsp::wav::DEFAULT_MAX_SAMPLE_RATE
-}
 fn one() -> usize {
     1
 }
 
 impl FeaturesConfig {
+    /// What reference audio may declare; `None` until validated values are sane.
+    fn reference_limits(&self) -> Option<WavLimits> {
+        super::audio_limits::limits(
+            self.max_seconds,
+            self.max_audio_channels,
+            self.min_audio_rate,
+            self.max_audio_rate,
+        )
+    }
+
     /// What reference audio may declare.
     pub fn audio_limits(&self) -> WavLimits {
-        WavLimits {
-            max_seconds: self.max_seconds,
-            max_channels: self.max_audio_channels,
-            min_sample_rate: self.min_audio_rate,
-            max_sample_rate: self.max_audio_rate,
-        }
+        self.reference_limits()
+            .unwrap_or_else(|| WavLimits::from(self.max_seconds))
     }
 
     /// The mel definition.
@@ -171,9 +168,7 @@ impl FeaturesConfig {
             || self.win_length.unwrap_or(self.n_fft) > self.n_fft
             || self.sample_rate < 1000
             || self.max_seconds <= 0.0
-            || self.max_audio_channels == 0
-            || self.min_audio_rate == 0
-            || self.min_audio_rate > self.max_audio_rate
+            || self.reference_limits().is_none()
         {
             return Err(Error::Config(
                 "need hop, n_fft, n_mels > 0, win_length <= n_fft, sample_rate >= 1000, \

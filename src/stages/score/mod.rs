@@ -88,14 +88,14 @@ pub struct ScoreConfig {
     #[serde(default = "max_seconds")]
     pub max_audio_seconds: f64,
     /// Reference audio with more channels is an `invalid_audio` error row.
-    #[serde(default = "max_audio_channels")]
+    #[serde(default = "super::audio_limits::max_audio_channels")]
     pub max_audio_channels: u16,
     /// Reference audio below this sample rate (Hz) is an `invalid_audio` error row.
-    #[serde(default = "min_audio_rate")]
+    #[serde(default = "super::audio_limits::min_audio_rate")]
     pub min_audio_rate: u32,
     /// Reference audio above this sample rate (Hz) is an `invalid_audio` error row: a
     /// crafted header must not size a resampler's output.
-    #[serde(default = "max_audio_rate")]
+    #[serde(default = "super::audio_limits::max_audio_rate")]
     pub max_audio_rate: u32,
     /// Worker threads.
     #[serde(default = "one")]
@@ -134,20 +134,21 @@ fn n_mcd() -> usize {
 fn max_seconds() -> f64 {
     60.0
 }
-fn max_audio_channels() -> u16 {
-    crate::dsp::wav::DEFAULT_MAX_CHANNELS
-}
-fn min_audio_rate() -> u32 {
-    crate::dsp::wav::DEFAULT_MIN_SAMPLE_RATE
-}
-fn max_audio_rate() -> u32 {
-    crate::dsp::wav::DEFAULT_MAX_SAMPLE_RATE
-}
 fn one() -> usize {
     1
 }
 
 impl ScoreConfig {
+    /// What reference audio may declare; `None` when the values make no sense.
+    fn reference_limits(&self) -> Option<crate::dsp::wav::WavLimits> {
+        super::audio_limits::limits(
+            self.max_audio_seconds,
+            self.max_audio_channels,
+            self.min_audio_rate,
+            self.max_audio_rate,
+        )
+    }
+
     fn params(&self) -> AudioMetricParams {
         AudioMetricParams {
             n_fft: self.n_fft,
@@ -164,9 +165,7 @@ impl ScoreConfig {
             || p.n_mcd == 0
             || p.n_mcd >= p.n_mels
             || self.max_audio_seconds <= 0.0
-            || self.max_audio_channels == 0
-            || self.min_audio_rate == 0
-            || self.min_audio_rate > self.max_audio_rate
+            || self.reference_limits().is_none()
         {
             return Err(Error::Config(
                 "score: need n_fft >= 2, hop > 0, 0 < n_mcd < n_mels, max_audio_seconds > 0, \
@@ -230,12 +229,7 @@ impl Score {
         generated: &[u8],
     ) -> std::result::Result<[f64; 6], (ErrorKind, String)> {
         let max = self.cfg.max_audio_seconds;
-        let limits = crate::dsp::wav::WavLimits {
-            max_seconds: max,
-            max_channels: self.cfg.max_audio_channels,
-            min_sample_rate: self.cfg.min_audio_rate,
-            max_sample_rate: self.cfg.max_audio_rate,
-        };
+        let limits = self.cfg.reference_limits().unwrap_or_else(|| max.into());
         let r = read_wav(reference, limits).map_err(|e| match e {
             crate::dsp::wav::AudioError::TooLong(_) => {
                 (ErrorKind::TooLarge, format!("reference audio: {e}"))
