@@ -101,16 +101,29 @@ type = "parquet"
 
 #[test]
 fn leader_step_downs_again_and_again_mid_run_lose_and_duplicate_nothing() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-
     let cluster = Cluster::start();
     let urls = cluster.urls();
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path();
-    let input = dir.path().join("in");
-    let n = 600;
-    write_images(&input, n, 24, 16);
+    // The records go in as twelve submissions, each into a pipeline still busy with
+    // the last: a step-down while one is published and another while the decode worker
+    // and the sink work on it. Counting step-downs against however long one
+    // submission happens to take let a fast machine finish before ten took effect.
+    let rounds = 12;
+    let per_round = 50;
+    let n = rounds * per_round;
+    let all_in = dir.path().join("all");
+    let files = write_images(&all_in, n, 24, 16);
+    let inputs: Vec<_> = (0..rounds)
+        .map(|r| {
+            let d = dir.path().join(format!("in{r:02}"));
+            std::fs::create_dir_all(&d).unwrap();
+            for f in &files[r * per_round..(r + 1) * per_round] {
+                std::fs::rename(f, d.join(f.file_name().unwrap())).unwrap();
+            }
+            d
+        })
+        .collect();
     let p = cluster.secrets.pipeline(
         dir.path(),
         r#"
@@ -159,10 +172,7 @@ type = "parquet"
     };
     let mut decode = role("decode", &["worker", "--stage", "decode_image"]);
     let mut sink = role("sink", &["sink", "--output", out.to_str().unwrap()]);
-    let mut sub = role("submit", &["submit", "--input", input.to_str().unwrap()]);
-    // Every stream leader and consumer leader of the pipeline's edges, one after the
-    // other, two step-downs a second, until the output is complete.
-    let stop = Arc::new(AtomicBool::new(false));
+    // Every stream leader and consumer leader of the pipeline's edges, in turn.
     let subjects: Vec<String> = conn
         .topology
         .wire_edges()
@@ -173,43 +183,47 @@ type = "parquet"
             ]
         })
         .collect();
-    let client = conn.client.clone();
-    let flag = stop.clone();
-    let stepper = std::thread::spawn(move || {
-        let rt = runtime();
-        let mut done = 0;
-        let mut k = 0;
-        while !flag.load(Ordering::Relaxed) {
-            let s = subjects[k % subjects.len()].clone();
-            k += 1;
-            if rt
-                .block_on(capstream::transport::pull::step_down(&client, s))
-                .is_ok()
-            {
-                done += 1;
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        done
-    });
     let all = |procs: &[&Proc]| {
         procs
             .iter()
             .map(|p| format!("--- {} ---\n{}", p.name, p.log()))
             .collect::<String>()
     };
-    let complete = wait_rows(&out, n, 150);
-    stop.store(true, Ordering::Relaxed);
-    let step_downs = stepper.join().unwrap();
+    // A step-down is refused while the group it names is still electing the leader
+    // the last one made; it is asked again until it takes effect.
+    let mut k = 0;
+    let mut step_down = |procs: &[&Proc]| {
+        let s = subjects[k % subjects.len()].clone();
+        k += 1;
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            match rt.block_on(capstream::transport::pull::step_down(
+                &conn.client,
+                s.clone(),
+            )) {
+                Ok(()) => return,
+                Err(e) => {
+                    assert!(Instant::now() < end, "{e}\n{}", all(procs));
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+    };
+    for (r, input) in inputs.iter().enumerate() {
+        let mut sub = role(
+            &format!("submit{r:02}"),
+            &["submit", "--input", input.to_str().unwrap()],
+        );
+        step_down(&[&decode, &sink, &sub]);
+        assert!(sub.child.wait().unwrap().success(), "{}", sub.log());
+        step_down(&[&decode, &sink]);
+    }
     assert!(
-        complete,
-        "{} of {n} rows after {step_downs} step-downs\n{}",
+        wait_rows(&out, n, 150),
+        "{} of {n} rows after {k} step-downs\n{}",
         committed(&out).len(),
-        all(&[&decode, &sink, &sub])
+        all(&[&decode, &sink])
     );
-    assert!(step_downs >= 10, "only {step_downs} step-downs took effect");
-    eprintln!("{step_downs} leader step-downs during the run");
-    assert!(sub.child.wait().unwrap().success(), "{}", sub.log());
     std::thread::sleep(Duration::from_millis(800));
     let mut c: HashMap<String, usize> = HashMap::new();
     for id in committed(&out) {
