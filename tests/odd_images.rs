@@ -3,9 +3,8 @@
 //! Fixtures come from `tests/fixtures/odd_images/make_fixtures.py`: for each case the
 //! 48x48 image transformers' PIL path makes (`exif_transpose` -> `convert_to_rgb` ->
 //! bicubic resize). A case matches when capstream decodes it, its oriented size is
-//! Pillow's and every pixel is within 2 levels. The cases that do not match yet are
-//! listed by name, so that the test fails both on a regression and on a fix that
-//! forgets to shorten the list.
+//! Pillow's and every pixel is within 2 levels. Every case Pillow decodes must match;
+//! the ones Pillow refuses must not panic.
 
 use std::collections::BTreeMap;
 
@@ -16,19 +15,8 @@ use crate::util::repo;
 const SIZE: u32 = 48;
 const TOLERANCE: i32 = 2;
 
-/// Cases Pillow decodes that capstream does not yet match (issue 14, part 3), with why.
-const KNOWN_GAPS: &[&str] = &[
-    // RLE skips: PIL leaves palette index 0 where the image crate leaves black.
-    "bmp_rle4",
-    "bmp_rle8",
-    // The tiff crate has no float32 grey, 4-bit palette or YCbCr (JPEG-in-TIFF) support.
-    "tiff_float32",
-    "tiff_palette4",
-    "tiff_ycbcr_jpeg",
-];
-
 #[test]
-fn odd_images_match_pillow_except_the_known_gaps() {
+fn every_odd_image_pillow_decodes_matches_pillow() {
     let dir = repo().join("tests/fixtures/odd_images");
     let expected: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
@@ -77,9 +65,8 @@ fn odd_images_match_pillow_except_the_known_gaps() {
             outcome.insert(name, why);
         }
     }
-    let gaps: Vec<&str> = outcome.keys().map(String::as_str).collect();
-    assert_eq!(
-        gaps, KNOWN_GAPS,
+    assert!(
+        outcome.is_empty(),
         "cases that do not match Pillow: {outcome:#?}"
     );
 }

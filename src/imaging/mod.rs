@@ -122,7 +122,16 @@ pub fn decode_rgb(bytes: &[u8], limits: &Limits) -> Result<image::RgbImage, Imag
             "the JPEG is truncated: no end-of-image marker after its last scan".into(),
         ));
     }
-    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    if format == ImageFormat::Tiff {
+        let (mut img, orientation) = tiff_decode::decode(bytes, limits)?;
+        img.apply_orientation(orientation);
+        return Ok(to_rgb_on_white(as_pil_reads(bytes, format, img)));
+    }
+    let rle = (format == ImageFormat::Bmp)
+        .then(|| bmp::rle_stand_in(bytes))
+        .flatten();
+    let source = rle.as_ref().map_or(bytes, |(copy, _)| copy.as_slice());
+    let mut reader = ImageReader::with_format(Cursor::new(source), format);
     let mut lim = image::Limits::default();
     // A second guard behind the pixel check: no decoder may allocate much more than
     // the largest accepted image needs (16-bit RGBA is 8 bytes a pixel).
@@ -149,6 +158,9 @@ pub fn decode_rgb(bytes: &[u8], limits: &Limits) -> Result<image::RgbImage, Imag
         None => DynamicImage::from_decoder(decoder).map_err(decode_error)?,
     };
     img.apply_orientation(orientation);
+    if let Some((_, palette)) = &rle {
+        return Ok(bmp::rle_restore(img.into_rgb8(), palette));
+    }
     Ok(to_rgb_on_white(as_pil_reads(bytes, format, img)))
 }
 
@@ -185,7 +197,7 @@ fn orientation(
 
 /// PIL's `tiff:Orientation(="|>)([0-9])`, first match; 1–8 as in EXIF, anything else
 /// leaves the image as stored.
-fn xmp_orientation(xmp: &[u8]) -> Option<Orientation> {
+pub(super) fn xmp_orientation(xmp: &[u8]) -> Option<Orientation> {
     const KEY: &[u8] = b"tiff:Orientation";
     let mut from = 0;
     while let Some(at) = xmp[from..].windows(KEY.len()).position(|w| w == KEY) {
@@ -325,6 +337,9 @@ fn decode_error(e: image::ImageError) -> ImageError {
 ///   scales (so most such images come out white).
 /// - PNG grey below 8 bits with a tRNS key: PIL scales the samples to 0..255 but not
 ///   the key, so only pixels whose scaled value equals the key are transparent.
+/// - 16-bit grey PNG with a tRNS key: the key is compared with the clipped value.
+/// - 16-bit BMP: PIL reads the colour masks only, never an alpha mask, and widens
+///   channels with `v * 255 / max`.
 fn as_pil_reads(bytes: &[u8], format: ImageFormat, img: DynamicImage) -> DynamicImage {
     match img {
         DynamicImage::ImageLuma16(g) => {
@@ -351,6 +366,33 @@ fn as_pil_reads(bytes: &[u8], format: ImageFormat, img: DynamicImage) -> Dynamic
                 None => DynamicImage::ImageLumaA8(la),
             }
         }
+        DynamicImage::ImageLumaA16(la) if format == ImageFormat::Png => {
+            // 16-bit grey with a tRNS key: I;16, clipped at 255 before the key is
+            // compared, so a key above 255 never matches.
+            let key = png_chunk(bytes, b"tRNS")
+                .filter(|t| t.len() >= 2)
+                .map(|t| u16::from_be_bytes([t[0], t[1]]));
+            let grey = png_chunk(bytes, b"IHDR").is_some_and(|h| h.len() >= 10 && h[9] == 0);
+            match key.filter(|_| grey) {
+                Some(key) => {
+                    let (w, h) = la.dimensions();
+                    let out = la
+                        .pixels()
+                        .flat_map(|p| {
+                            let l = p[0].min(255);
+                            [l as u8, if l == key { 0 } else { 255 }]
+                        })
+                        .collect();
+                    image::GrayAlphaImage::from_raw(w, h, out)
+                        .map(DynamicImage::ImageLumaA8)
+                        .expect("two bytes a pixel")
+                }
+                None => DynamicImage::ImageLumaA16(la),
+            }
+        }
+        img if format == ImageFormat::Bmp && bmp::bits_per_pixel(bytes) == Some(16) => {
+            DynamicImage::ImageRgb8(bmp::rgb16_as_pil(bytes, img.into_rgb8()))
+        }
         other => other,
     }
 }
@@ -374,7 +416,9 @@ fn to_rgb_on_white(img: DynamicImage) -> image::RgbImage {
     image::RgbImage::from_raw(w, h, out).expect("buffer has w*h*3 bytes by construction")
 }
 
+mod bmp;
 mod resample;
+mod tiff_decode;
 
 /// Resizes images exactly as PIL's `Image.resize(size, BICUBIC)` (Keys' cubic,
 /// a = -0.5, support widened by the reduction factor, 22-bit fixed point). Caches
