@@ -73,12 +73,14 @@ impl Shutdown {
                     _ = int.recv() => {},
                     _ = term.recv() => {},
                 }
+                // The state changes before the log says so: whoever acts on the log
+                // line (a supervisor, a test closing the input) must find it changed.
                 if n == 0 {
-                    tracing::warn!("Signal received: stopping the source and draining; a second signal aborts.");
                     this.stop();
+                    tracing::warn!("Signal received: stopping the source and draining; a second signal aborts.");
                 } else {
-                    tracing::error!("Second signal received: aborting.");
                     this.abort();
+                    tracing::error!("Second signal received: aborting.");
                 }
             }
         });
