@@ -7,7 +7,10 @@
 //! become 8 bits (Pillow's unpackers), and where the orientation comes from (the IFD's
 //! Orientation tag, then XMP). JPEG-in-TIFF with YCbCr goes strip by strip through
 //! libjpeg-turbo, as libtiff does inside Pillow, so that upsampling and colour
-//! conversion are the same.
+//! conversion are the same; CCITT Group 3 goes through the `fax` crate. Where the
+//! `tiff` crate misreads a layout (palettes, planar tiles, an unspecified extra
+//! sample in tiles), it reads an edited copy of the file instead: the same samples,
+//! described in a layout it reads right.
 //!
 //! It must stay pure like its parent: bytes in, pixels out. The pixel limit is checked
 //! on the header, before any sample is decoded.
@@ -27,6 +30,7 @@ const PHOTOMETRIC_RGB: u16 = 2;
 const PHOTOMETRIC_PALETTE: u16 = 3;
 const PHOTOMETRIC_CMYK: u16 = 5;
 const PHOTOMETRIC_YCBCR: u16 = 6;
+const COMPRESSION_FAX3: u16 = 3;
 const COMPRESSION_JPEG: u16 = 7;
 const TAG_PHOTOMETRIC: u16 = 262;
 const TAG_EXTRA_SAMPLES: u16 = 338;
@@ -59,6 +63,11 @@ pub(super) fn decode(
     let img = match photometric {
         PHOTOMETRIC_YCBCR if compression == COMPRESSION_JPEG => ycbcr_jpeg(bytes, &mut dec, w, h)?,
         PHOTOMETRIC_PALETTE => palette(bytes, limits, &mut dec, w, h)?,
+        PHOTOMETRIC_WHITE_IS_ZERO | PHOTOMETRIC_BLACK_IS_ZERO
+            if compression == COMPRESSION_FAX3 =>
+        {
+            fax3(bytes, &mut dec, photometric, w, h)?
+        }
         _ => {
             // The tiff crate drops an unspecified extra sample itself, and in tiles it
             // drops the wrong one. Said to be alpha in a copy, every sample arrives;
@@ -70,11 +79,19 @@ pub(super) fn decode(
             match &copy {
                 Some(copy) => {
                     let mut all = open(copy, limits)?;
-                    samples_image(&mut all, photometric, w, h, Some(EXTRA_UNSPECIFIED))?
+                    samples_image(
+                        &mut all,
+                        copy,
+                        limits,
+                        photometric,
+                        w,
+                        h,
+                        Some(EXTRA_UNSPECIFIED),
+                    )?
                 }
                 None => {
                     let extra = extra.and_then(|e| u16::try_from(e).ok());
-                    samples_image(&mut dec, photometric, w, h, extra)?
+                    samples_image(&mut dec, bytes, limits, photometric, w, h, extra)?
                 }
             }
         }
@@ -142,48 +159,27 @@ enum Samples {
 /// delivers (it drops an unspecified extra sample of chunky RGB, as PIL does).
 fn read_samples(
     dec: &mut Decoder<Cursor<&[u8]>>,
+    bytes: &[u8],
+    limits: &Limits,
     w: u32,
     h: u32,
     bps: u8,
 ) -> Result<(Samples, usize), ImageError> {
     let planar = tag::<u16>(dec, Tag::PlanarConfiguration)?.unwrap_or(1) == 2;
-    let tiled = dec.find_tag(Tag::TileWidth).map_err(tiff_error)?.is_some();
-    let color = dec.colortype().map_err(tiff_error)?;
-    let spp = if planar {
-        tag(dec, Tag::SamplesPerPixel)?.unwrap_or(1)
-    } else {
-        usize::from(color.num_samples())
-    };
-    if planar && spp > 1 && (tiled || bps < 8) {
-        // The tiff crate indexes the tiles of planes after the first past its tables.
-        return Err(ImageError::UnsupportedFormat(format!(
-            "planar TIFF ({spp} planes) {}",
-            if tiled {
-                "in tiles"
-            } else {
-                "below 8 bits a sample"
-            }
-        )));
+    let spp: usize = tag(dec, Tag::SamplesPerPixel)?.unwrap_or(1);
+    if planar && spp > 1 {
+        return read_planes(dec, bytes, limits, w, h, bps, spp).map(|s| (s, spp));
     }
+    let spp = usize::from(dec.colortype().map_err(tiff_error)?.num_samples());
     let mut buf = DecodingResult::U8(Vec::new());
-    let layout = dec.read_image_to_buffer(&mut buf).map_err(tiff_error)?;
-    if buf.as_buffer(0).as_bytes().len() < layout.complete_len {
-        return Err(ImageError::TooLarge(
-            "the TIFF's planes do not fit the decoding limit".into(),
-        ));
-    }
+    dec.read_image_to_buffer(&mut buf).map_err(tiff_error)?;
     let (wu, hu) = (w as usize, h as usize);
-    let planes = if planar { layout.planes.max(1) } else { 1 };
-    let plane_bytes = layout.plane_stride.map_or(0, |n| n.get());
+    let values = wu * hu * spp;
     let samples = match buf {
         DecodingResult::U8(v) if bps < 8 => Samples::U8(unpack_bits(&v, wu, hu, spp, bps)?),
-        DecodingResult::U8(v) => Samples::U8(interleave(&v, planes, plane_bytes, wu * hu, spp)?),
-        DecodingResult::U16(v) => {
-            Samples::U16(interleave(&v, planes, plane_bytes / 2, wu * hu, spp)?)
-        }
-        DecodingResult::F32(v) => {
-            Samples::F32(interleave(&v, planes, plane_bytes / 4, wu * hu, spp)?)
-        }
+        DecodingResult::U8(v) => Samples::U8(first(v, values)?),
+        DecodingResult::U16(v) => Samples::U16(first(v, values)?),
+        DecodingResult::F32(v) => Samples::F32(first(v, values)?),
         _ => {
             return Err(ImageError::UnsupportedFormat(format!(
                 "TIFF samples of {bps} bits in this sample format"
@@ -191,6 +187,85 @@ fn read_samples(
         }
     };
     Ok((samples, spp))
+}
+
+fn first<T>(mut v: Vec<T>, n: usize) -> Result<Vec<T>, ImageError> {
+    if v.len() < n {
+        return Err(short());
+    }
+    v.truncate(n);
+    Ok(v)
+}
+
+/// A planar page, one plane at a time: each read from a copy of the file that
+/// describes that plane alone as a one-sample chunky image (the `tiff` crate reads
+/// only the first plane of tiled planar files and indexes the tiles of later planes
+/// past its tables), then woven into pixels.
+fn read_planes(
+    dec: &mut Decoder<Cursor<&[u8]>>,
+    bytes: &[u8],
+    limits: &Limits,
+    w: u32,
+    h: u32,
+    bps: u8,
+    spp: usize,
+) -> Result<Samples, ImageError> {
+    let per_plane = Chunks::of(dec, w, h)?.count;
+    let mut planes = Vec::with_capacity(spp);
+    for p in 0..spp {
+        let copy = plane_copy(bytes, p, per_plane).ok_or_else(|| {
+            ImageError::UnsupportedFormat(format!(
+                "a planar TIFF whose plane {p} cannot be described on its own"
+            ))
+        })?;
+        let mut one = open(&copy, limits)?;
+        let (samples, 1) = read_samples(&mut one, &copy, limits, w, h, bps)? else {
+            return Err(short());
+        };
+        planes.push(samples);
+    }
+    let pixels = w as usize * h as usize;
+    let mismatch = || ImageError::Decode("the TIFF's planes differ in sample type".into());
+    Ok(match planes.first() {
+        Some(Samples::U8(_)) => Samples::U8(
+            weave(planes, pixels, |s| match s {
+                Samples::U8(v) => Some(v),
+                _ => None,
+            })
+            .ok_or_else(mismatch)?,
+        ),
+        Some(Samples::U16(_)) => Samples::U16(
+            weave(planes, pixels, |s| match s {
+                Samples::U16(v) => Some(v),
+                _ => None,
+            })
+            .ok_or_else(mismatch)?,
+        ),
+        _ => Samples::F32(
+            weave(planes, pixels, |s| match s {
+                Samples::F32(v) => Some(v),
+                _ => None,
+            })
+            .ok_or_else(mismatch)?,
+        ),
+    })
+}
+
+/// Planes of `pixels` values each, as pixels of one value from every plane.
+fn weave<T: Copy + Default>(
+    planes: Vec<Samples>,
+    pixels: usize,
+    take: impl Fn(Samples) -> Option<Vec<T>>,
+) -> Option<Vec<T>> {
+    let n = planes.len();
+    let mut out = vec![T::default(); pixels * n];
+    for (s, plane) in planes.into_iter().enumerate() {
+        let plane = take(plane)?;
+        for (i, v) in plane.iter().take(pixels).enumerate() {
+            out[i * n + s] = *v;
+        }
+    }
+    Some(out)
 }
 
 /// Bit-packed samples (rows padded to a byte), one byte per sample, unscaled.
@@ -212,32 +287,6 @@ fn unpack_bits(v: &[u8], w: usize, h: usize, spp: usize, bps: u8) -> Result<Vec<
 
 fn short() -> ImageError {
     ImageError::Decode("the TIFF holds fewer samples than its size says".into())
-}
-
-/// Chunky samples as they are; planes (`plane_len` values apart) woven into pixels.
-fn interleave<T: Copy + Default>(
-    v: &[T],
-    planes: usize,
-    plane_len: usize,
-    pixels: usize,
-    spp: usize,
-) -> Result<Vec<T>, ImageError> {
-    if planes <= 1 {
-        return v.get(..pixels * spp).map(<[T]>::to_vec).ok_or_else(short);
-    }
-    if planes < spp || plane_len < pixels {
-        return Err(short());
-    }
-    let mut out = vec![T::default(); pixels * spp];
-    for s in 0..spp {
-        let plane = v
-            .get(s * plane_len..s * plane_len + pixels)
-            .ok_or_else(short)?;
-        for (i, value) in plane.iter().enumerate() {
-            out[i * spp + s] = *value;
-        }
-    }
-    Ok(out)
 }
 
 /// Samples to 8 bits as Pillow's unpackers do: 16-bit keeps the high byte, float is
@@ -266,6 +315,8 @@ fn f2l(v: f32) -> u8 {
 
 fn samples_image(
     dec: &mut Decoder<Cursor<&[u8]>>,
+    bytes: &[u8],
+    limits: &Limits,
     photometric: u16,
     w: u32,
     h: u32,
@@ -280,7 +331,7 @@ fn samples_image(
         return Err(unsupported(photometric, stored, bps));
     }
     let bps = bps as u8;
-    let (samples, spp) = read_samples(dec, w, h, bps)?;
+    let (samples, spp) = read_samples(dec, bytes, limits, w, h, bps)?;
     let bad = || unsupported(photometric, spp, u64::from(bps));
     let px = w as usize * h as usize;
     match (photometric, spp) {
@@ -409,7 +460,7 @@ fn palette(
             ImageError::UnsupportedFormat("a palette TIFF whose first IFD cannot be read".into())
         })?;
     let mut gdec = open(&grey, limits)?;
-    let (Samples::U8(idx), 1) = read_samples(&mut gdec, w, h, bps as u8)? else {
+    let (Samples::U8(idx), 1) = read_samples(&mut gdec, &grey, limits, w, h, bps as u8)? else {
         return Err(unsupported(PHOTOMETRIC_PALETTE, spp, bps));
     };
     let entry = |i: usize, band: usize| (map[band * n + i] / 256).min(255) as u8;
@@ -425,47 +476,160 @@ fn palette(
         .ok_or_else(short)
 }
 
-/// A copy of a classic (not Big) TIFF whose first IFD's one-SHORT tag `tag` holds
-/// `value`; `None` when the structure does not allow it.
+/// The first IFD of a classic (not Big) TIFF: its byte order and where each 12-byte
+/// entry sits, for the copies this module edits.
+struct Ifd {
+    le: bool,
+    entries: Vec<usize>,
+}
+
+impl Ifd {
+    fn parse(bytes: &[u8]) -> Option<Ifd> {
+        let le = match bytes.get(..4)? {
+            [b'I', b'I', 42, 0] => true,
+            [b'M', b'M', 0, 42] => false,
+            _ => return None,
+        };
+        let mut ifd = Ifd {
+            le,
+            entries: Vec::new(),
+        };
+        let at = usize::try_from(ifd.u32(bytes, 4)?).ok()?;
+        let count = usize::from(ifd.u16(bytes, at)?);
+        ifd.entries = (0..count).map(|k| at + 2 + 12 * k).collect();
+        // Every entry must be inside the file.
+        bytes.get(at..at + 2 + 12 * count)?;
+        Some(ifd)
+    }
+
+    fn u16(&self, b: &[u8], at: usize) -> Option<u16> {
+        let v: [u8; 2] = b.get(at..at + 2)?.try_into().ok()?;
+        Some(if self.le {
+            u16::from_le_bytes(v)
+        } else {
+            u16::from_be_bytes(v)
+        })
+    }
+
+    fn u32(&self, b: &[u8], at: usize) -> Option<u32> {
+        let v: [u8; 4] = b.get(at..at + 4)?.try_into().ok()?;
+        Some(if self.le {
+            u32::from_le_bytes(v)
+        } else {
+            u32::from_be_bytes(v)
+        })
+    }
+
+    fn put(&self, out: &mut [u8], at: usize, size: usize, v: u64) {
+        let b = if self.le {
+            v.to_le_bytes()
+        } else {
+            v.to_be_bytes()
+        };
+        let b = if self.le { &b[..size] } else { &b[8 - size..] };
+        out[at..at + size].copy_from_slice(b);
+    }
+
+    /// Bytes per value of a SHORT, LONG or BYTE entry.
+    fn size(typ: u16) -> Option<usize> {
+        match typ {
+            1 | 7 => Some(1),
+            3 => Some(2),
+            4 => Some(4),
+            _ => None,
+        }
+    }
+
+    /// Where entry `e`'s values sit: in the entry when they fit in 4 bytes.
+    fn values_at(&self, b: &[u8], e: usize, size: usize, count: usize) -> Option<usize> {
+        if size * count <= 4 {
+            Some(e + 8)
+        } else {
+            usize::try_from(self.u32(b, e + 8)?).ok()
+        }
+    }
+
+    fn value(&self, b: &[u8], at: usize, size: usize) -> Option<u64> {
+        match size {
+            1 => b.get(at).map(|&v| u64::from(v)),
+            2 => self.u16(b, at).map(u64::from),
+            _ => self.u32(b, at).map(u64::from),
+        }
+    }
+
+    /// Entry `e` in `out` made to hold the one value `v`.
+    fn set_one(&self, out: &mut [u8], e: usize, size: usize, v: u64) {
+        self.put(out, e + 4, 4, 1);
+        out[e + 8..e + 12].fill(0);
+        self.put(out, e + 8, size, v);
+    }
+}
+
+/// A copy of a TIFF whose first IFD's one-SHORT tag `tag` holds `value`; `None`
+/// when the structure does not allow it.
 fn with_short_tag(bytes: &[u8], tag: u16, value: u16) -> Option<Vec<u8>> {
-    let le = match bytes.get(..4)? {
-        [b'I', b'I', 42, 0] => true,
-        [b'M', b'M', 0, 42] => false,
-        _ => return None,
-    };
-    let u16_at = |at: usize| -> Option<u16> {
-        let b: [u8; 2] = bytes.get(at..at + 2)?.try_into().ok()?;
-        Some(if le {
-            u16::from_le_bytes(b)
-        } else {
-            u16::from_be_bytes(b)
-        })
-    };
-    let u32_at = |at: usize| -> Option<u32> {
-        let b: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
-        Some(if le {
-            u32::from_le_bytes(b)
-        } else {
-            u32::from_be_bytes(b)
-        })
-    };
-    let ifd = usize::try_from(u32_at(4)?).ok()?;
-    let count = usize::from(u16_at(ifd)?);
-    for k in 0..count {
-        let entry = ifd + 2 + 12 * k;
+    let ifd = Ifd::parse(bytes)?;
+    for &e in &ifd.entries {
         // Of type SHORT, one value: held in the entry itself.
-        if u16_at(entry)? == tag && u16_at(entry + 2)? == 3 && u32_at(entry + 4)? == 1 {
+        if ifd.u16(bytes, e)? == tag && ifd.u16(bytes, e + 2)? == 3 && ifd.u32(bytes, e + 4)? == 1 {
             let mut out = bytes.to_vec();
-            let v = if le {
-                value.to_le_bytes()
-            } else {
-                value.to_be_bytes()
-            };
-            out[entry + 8..entry + 10].copy_from_slice(&v);
+            ifd.put(&mut out, e + 8, 2, u64::from(value));
             return Some(out);
         }
     }
     None
+}
+
+/// A copy of a planar TIFF that describes plane `plane` alone: one sample a pixel,
+/// chunky, grey, its chunks the `per_plane` offsets and byte counts of that plane.
+fn plane_copy(bytes: &[u8], plane: usize, per_plane: usize) -> Option<Vec<u8>> {
+    const SAMPLES_PER_PIXEL: u16 = 277;
+    const PLANAR_CONFIGURATION: u16 = 284;
+    const BITS_PER_SAMPLE: u16 = 258;
+    const SAMPLE_FORMAT: u16 = 339;
+    const CHUNK_TAGS: [u16; 4] = [273, 279, 324, 325];
+    let ifd = Ifd::parse(bytes)?;
+    let mut out = bytes.to_vec();
+    for &e in &ifd.entries {
+        let tag = ifd.u16(bytes, e)?;
+        let size = Ifd::size(ifd.u16(bytes, e + 2)?);
+        let count = usize::try_from(ifd.u32(bytes, e + 4)?).ok()?;
+        match (tag, size) {
+            (SAMPLES_PER_PIXEL | PLANAR_CONFIGURATION, Some(n)) => ifd.set_one(&mut out, e, n, 1),
+            (TAG_PHOTOMETRIC, Some(n)) => {
+                let at = ifd.values_at(bytes, e, n, count)?;
+                if ifd.value(bytes, at, n)? != u64::from(PHOTOMETRIC_WHITE_IS_ZERO) {
+                    ifd.set_one(&mut out, e, n, u64::from(PHOTOMETRIC_BLACK_IS_ZERO));
+                }
+            }
+            (BITS_PER_SAMPLE | SAMPLE_FORMAT, Some(n)) => {
+                let at = ifd.values_at(bytes, e, n, count)?;
+                let first = ifd.value(bytes, at, n)?;
+                ifd.set_one(&mut out, e, n, first);
+            }
+            (TAG_EXTRA_SAMPLES, _) => ifd.put(&mut out, e + 4, 4, 0),
+            (t, Some(n)) if CHUNK_TAGS.contains(&t) => {
+                if count < per_plane * (plane + 1) {
+                    return None;
+                }
+                let at = ifd.values_at(bytes, e, n, count)? + plane * per_plane * n;
+                ifd.put(&mut out, e + 4, 4, per_plane as u64);
+                if per_plane * n <= 4 {
+                    let values: Vec<u64> = (0..per_plane)
+                        .map(|i| ifd.value(bytes, at + i * n, n))
+                        .collect::<Option<_>>()?;
+                    out[e + 8..e + 12].fill(0);
+                    for (i, v) in values.into_iter().enumerate() {
+                        ifd.put(&mut out, e + 8 + i * n, n, v);
+                    }
+                } else {
+                    ifd.put(&mut out, e + 8, 4, at as u64);
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(out)
 }
 
 /// JPEG-in-TIFF with YCbCr: each strip or tile is a JPEG (after the shared
@@ -481,41 +645,12 @@ fn ycbcr_jpeg(
         Some(v) => v.into_u8_vec().map_err(tiff_error)?,
         None => Vec::new(),
     };
-    let tiled = dec.find_tag(Tag::TileWidth).map_err(tiff_error)?.is_some();
-    let (offsets, counts, cw, ch) = if tiled {
-        (
-            tag_vec(dec, Tag::TileOffsets)?,
-            tag_vec(dec, Tag::TileByteCounts)?,
-            tag::<u32>(dec, Tag::TileWidth)?.unwrap_or(w),
-            tag::<u32>(dec, Tag::TileLength)?.unwrap_or(h),
-        )
-    } else {
-        (
-            tag_vec(dec, Tag::StripOffsets)?,
-            tag_vec(dec, Tag::StripByteCounts)?,
-            w,
-            tag::<u32>(dec, Tag::RowsPerStrip)?.unwrap_or(h).min(h),
-        )
-    };
-    if cw == 0 || ch == 0 {
-        return Err(ImageError::Decode("a TIFF chunk of size 0".into()));
-    }
-    let across = w.div_ceil(cw) as usize;
-    let chunks = across * h.div_ceil(ch) as usize;
-    if offsets.len() < chunks || counts.len() < chunks {
-        return Err(ImageError::Decode(format!(
-            "the TIFF lists {} chunks; its size needs {chunks}",
-            offsets.len().min(counts.len())
-        )));
-    }
+    let layout = Chunks::of(dec, w, h)?;
     let (wu, hu) = (w as usize, h as usize);
     let mut rgb = vec![0u8; wu * hu * 3];
-    for c in 0..chunks {
-        let start = usize::try_from(offsets[c]).map_err(|_| short())?;
-        let len = usize::try_from(counts[c]).map_err(|_| short())?;
-        let data = bytes
-            .get(start..start.saturating_add(len))
-            .ok_or_else(|| ImageError::Decode(format!("TIFF chunk {c} lies past the end")))?;
+    let (cw, ch) = (layout.width as usize, layout.height as usize);
+    for c in 0..layout.count {
+        let data = layout.data(bytes, c)?;
         // The tables stream ends with EOI and the chunk starts with SOI: one stream.
         let jpeg: Vec<u8> = if tables.len() > 4 && data.len() > 2 {
             let mut j = tables[..tables.len() - 2].to_vec();
@@ -526,9 +661,9 @@ fn ycbcr_jpeg(
         };
         let img = turbojpeg::decompress(&jpeg, turbojpeg::PixelFormat::RGB)
             .map_err(|e| ImageError::Decode(format!("TIFF chunk {c}: {e}")))?;
-        let (x0, y0) = ((c % across) * cw as usize, (c / across) * ch as usize);
-        let copy_w = img.width.min(cw as usize).min(wu - x0);
-        let copy_h = img.height.min(ch as usize).min(hu - y0);
+        let (x0, y0) = ((c % layout.across) * cw, (c / layout.across) * ch);
+        let copy_w = img.width.min(cw).min(wu - x0);
+        let copy_h = img.height.min(ch).min(hu - y0);
         for y in 0..copy_h {
             let src = &img.pixels[y * img.pitch..y * img.pitch + copy_w * 3];
             let at = ((y0 + y) * wu + x0) * 3;
@@ -537,6 +672,129 @@ fn ycbcr_jpeg(
     }
     image::RgbImage::from_raw(w, h, rgb)
         .map(DynamicImage::ImageRgb8)
+        .ok_or_else(short)
+}
+
+/// Where a page's strips or tiles are, from the tags alone.
+struct Chunks {
+    offsets: Vec<u64>,
+    counts: Vec<u64>,
+    /// Nominal chunk size (a strip is the image's width by RowsPerStrip).
+    width: u32,
+    height: u32,
+    across: usize,
+    count: usize,
+}
+
+impl Chunks {
+    fn of(dec: &mut Decoder<Cursor<&[u8]>>, w: u32, h: u32) -> Result<Chunks, ImageError> {
+        let tiled = dec.find_tag(Tag::TileWidth).map_err(tiff_error)?.is_some();
+        let (offsets, counts, cw, ch) = if tiled {
+            (
+                tag_vec(dec, Tag::TileOffsets)?,
+                tag_vec(dec, Tag::TileByteCounts)?,
+                tag::<u32>(dec, Tag::TileWidth)?.unwrap_or(w),
+                tag::<u32>(dec, Tag::TileLength)?.unwrap_or(h),
+            )
+        } else {
+            (
+                tag_vec(dec, Tag::StripOffsets)?,
+                tag_vec(dec, Tag::StripByteCounts)?,
+                w,
+                tag::<u32>(dec, Tag::RowsPerStrip)?.unwrap_or(h).min(h),
+            )
+        };
+        if cw == 0 || ch == 0 {
+            return Err(ImageError::Decode("a TIFF chunk of size 0".into()));
+        }
+        let across = w.div_ceil(cw) as usize;
+        let count = across * h.div_ceil(ch) as usize;
+        if offsets.len() < count || counts.len() < count {
+            return Err(ImageError::Decode(format!(
+                "the TIFF lists {} chunks; its size needs {count}",
+                offsets.len().min(counts.len())
+            )));
+        }
+        Ok(Chunks {
+            offsets,
+            counts,
+            width: cw,
+            height: ch,
+            across,
+            count,
+        })
+    }
+
+    /// The stored (compressed) bytes of chunk `c`.
+    fn data<'a>(&self, bytes: &'a [u8], c: usize) -> Result<&'a [u8], ImageError> {
+        let start = usize::try_from(self.offsets[c]).map_err(|_| short())?;
+        let len = usize::try_from(self.counts[c]).map_err(|_| short())?;
+        bytes
+            .get(start..start.saturating_add(len))
+            .ok_or_else(|| ImageError::Decode(format!("TIFF chunk {c} lies past the end")))
+    }
+}
+
+/// CCITT Group 3, one-dimensional (the `tiff` crate reads only Group 4): each strip
+/// through the `fax` crate's decoder. A run the coding calls white is a 0 bit, and
+/// the Photometric tag says what a 0 is, as in libtiff.
+fn fax3(
+    bytes: &[u8],
+    dec: &mut Decoder<Cursor<&[u8]>>,
+    photometric: u16,
+    w: u32,
+    h: u32,
+) -> Result<DynamicImage, ImageError> {
+    const T4_2D: u64 = 1;
+    const FILL_ORDER_LSB_FIRST: u16 = 2;
+    /// Return To Control, six EOLs. libtiff ends a strip without it; the decoder keeps
+    /// a line only once the EOL after it is read.
+    const RTC: [u8; 9] = [0x00, 0x10, 0x01, 0x00, 0x10, 0x01, 0x00, 0x10, 0x01];
+    let options: u64 = tag(dec, Tag::Unknown(292))?.unwrap_or(0);
+    if options & T4_2D != 0 {
+        return Err(ImageError::UnsupportedFormat(
+            "CCITT Group 3 with two-dimensional coding".into(),
+        ));
+    }
+    let width = u16::try_from(w)
+        .map_err(|_| ImageError::UnsupportedFormat(format!("a fax {w} pixels wide")))?;
+    let reversed = tag::<u16>(dec, Tag::Unknown(266))? == Some(FILL_ORDER_LSB_FIRST);
+    let layout = Chunks::of(dec, w, h)?;
+    if layout.width != w {
+        return Err(ImageError::UnsupportedFormat(
+            "CCITT Group 3 in tiles".into(),
+        ));
+    }
+    let (zero, one) = match photometric {
+        PHOTOMETRIC_WHITE_IS_ZERO => (255u8, 0u8),
+        _ => (0, 255),
+    };
+    let mut grey = Vec::with_capacity(w as usize * h as usize);
+    for c in 0..layout.count {
+        let rows = (layout.height as usize).min(h as usize - c * layout.height as usize);
+        let data = layout.data(bytes, c)?;
+        let stream = data
+            .iter()
+            .map(|&b| if reversed { b.reverse_bits() } else { b })
+            .chain(RTC);
+        let mut got = 0;
+        fax::decoder::decode_g3(stream, |line| {
+            if got < rows {
+                grey.extend(fax::decoder::pels(line, width).map(|p| match p {
+                    fax::Color::White => zero,
+                    fax::Color::Black => one,
+                }));
+                got += 1;
+            }
+        });
+        if got < rows {
+            return Err(ImageError::Decode(format!(
+                "CCITT Group 3 strip {c}: {got} of {rows} rows decode"
+            )));
+        }
+    }
+    image::GrayImage::from_raw(w, h, grey)
+        .map(DynamicImage::ImageLuma8)
         .ok_or_else(short)
 }
 
