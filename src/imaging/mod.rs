@@ -139,16 +139,7 @@ pub fn decode_rgb(bytes: &[u8], limits: &Limits) -> Result<image::RgbImage, Imag
     reader.limits(lim);
     let mut decoder = reader.into_decoder().map_err(decode_error)?;
     let (w, h) = decoder.dimensions();
-    let pixels = u64::from(w) * u64::from(h);
-    if pixels > limits.max_pixels {
-        return Err(ImageError::TooLarge(format!(
-            "{w}x{h} = {pixels} pixels exceed the limit of {}",
-            limits.max_pixels
-        )));
-    }
-    if w == 0 || h == 0 {
-        return Err(ImageError::Decode(format!("image has size {w}x{h}")));
-    }
+    check_size(w, h, limits)?;
     let orientation = orientation(bytes, format, &mut decoder)?;
     let mut img = match (format == ImageFormat::Jpeg)
         .then(|| decode_jpeg_turbo(bytes))
@@ -162,6 +153,21 @@ pub fn decode_rgb(bytes: &[u8], limits: &Limits) -> Result<image::RgbImage, Imag
         return Ok(bmp::rle_restore(img.into_rgb8(), palette));
     }
     Ok(to_rgb_on_white(as_pil_reads(bytes, format, img)))
+}
+
+/// The header's size against `max_pixels`, before any pixel is decoded.
+fn check_size(w: u32, h: u32, limits: &Limits) -> Result<(), ImageError> {
+    let pixels = u64::from(w) * u64::from(h);
+    if pixels > limits.max_pixels {
+        return Err(ImageError::TooLarge(format!(
+            "{w}x{h} = {pixels} pixels exceed the limit of {}",
+            limits.max_pixels
+        )));
+    }
+    if w == 0 || h == 0 {
+        return Err(ImageError::Decode(format!("image has size {w}x{h}")));
+    }
+    Ok(())
 }
 
 /// Where PIL's `exif_transpose` finds the orientation: the EXIF Orientation tag

@@ -47,16 +47,7 @@ pub(super) fn decode(
 ) -> Result<(DynamicImage, Orientation), ImageError> {
     let mut dec = open(bytes, limits)?;
     let (w, h) = dec.dimensions().map_err(tiff_error)?;
-    let pixels = u64::from(w) * u64::from(h);
-    if pixels > limits.max_pixels {
-        return Err(ImageError::TooLarge(format!(
-            "{w}x{h} = {pixels} pixels exceed the limit of {}",
-            limits.max_pixels
-        )));
-    }
-    if w == 0 || h == 0 {
-        return Err(ImageError::Decode(format!("image has size {w}x{h}")));
-    }
+    super::check_size(w, h, limits)?;
     let orientation = orientation(&mut dec)?;
     let photometric: u16 = tag(&mut dec, Tag::PhotometricInterpretation)?.unwrap_or(u16::MAX);
     let compression: u16 = tag(&mut dec, Tag::Compression)?.unwrap_or(1);
