@@ -2,8 +2,8 @@
 //!
 //! This module owns the serde types of `pipelines/*.toml` and their validation. Every
 //! table rejects unknown keys, and errors name the file and the key. It must not build
-//! stages or touch the runtime: `pipeline::Pipeline::build` turns a checked
-//! [`PipelineConfig`] into running parts.
+//! stages or touch the runtime: [`pipeline::Plan`](crate::pipeline::Plan) turns a
+//! checked [`PipelineConfig`] into running parts.
 
 use std::path::{Path, PathBuf};
 

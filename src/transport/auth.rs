@@ -5,7 +5,7 @@
 //! This module owns every secret capstream handles. A secret is held in [`Secret`],
 //! whose `Debug` and `Display` print `<redacted>`, and no message built here contains
 //! one: errors name the file, the environment variable or the method, never the value.
-//! It must not decide what to do when a connection fails; [`Connection::open`]
+//! It must not decide what to do when a connection fails; [`Connection::open`](crate::transport::Connection::open)
 //! (super::Connection::open) reports that, naming the server and [`Settings::describe`].
 
 use std::path::{Path, PathBuf};

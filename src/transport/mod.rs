@@ -2,8 +2,9 @@
 //!
 //! This module owns everything that crosses the wire: subject, stream, consumer and
 //! bucket names ([`Topology`]), their idempotent creation from the pipeline file's
-//! `[nats]` table, the message format ([`codec`]: Arrow IPC streams with zstd bodies,
-//! the claim check for large batches), and the three roles: [`worker`] runs one stage,
+//! `[nats]` table, the message format ([`codec`]: Arrow IPC streams whose buffers are
+//! zstd-compressed or not as `[nats] compression` says, the claim check for large
+//! batches), and the three roles: [`worker`] runs one stage,
 //! [`submit`] publishes a source, [`sink`] commits Parquet exactly once. It must not
 //! know what a stage computes: workers build stages through
 //! [`StageConfig::build`](crate::stages::StageConfig::build) and call the same

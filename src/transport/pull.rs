@@ -1,7 +1,7 @@
 //! Pulling from a durable consumer, and getting a stalled one going again.
 //!
 //! Every pull request carries an expiry (the server ends it with a 408) and is also
-//! bounded on the client, [`CLIENT_SLACK`] past that expiry: a request lost in a leader
+//! bounded on the client, `CLIENT_SLACK` past that expiry: a request lost in a leader
 //! change is never answered, and a pull without a deadline would wait for it forever.
 //! A consumer is *stalled* when it reports pending messages, with room under its
 //! `max_ack_pending`, while this process's pulls have returned nothing for

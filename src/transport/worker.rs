@@ -11,12 +11,12 @@
 //!
 //! Every batch has a deadline (`[nats] batch_timeout_ms`). A batch past it gets no more
 //! progress acks, its messages are returned for redelivery (dead-lettered with
-//! `timeout` error rows on their last delivery, see [`super::dead_letter`]), and the
+//! `timeout` error rows on their last delivery, see `dead_letter`), and the
 //! stage thread, which may be wedged for good, is replaced by a fresh one.
 //!
 //! This module must not know what any stage computes; it only runs the
-//! [`Stage`](crate::pipeline::Stage) contract. What happens to a message that fails is
-//! [`super::dead_letter`]'s; how messages are pulled is [`super::pull`]'s.
+//! [`Stage`] contract. What happens to a message that fails is
+//! `dead_letter`'s; how messages are pulled is [`super::pull`]'s.
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};

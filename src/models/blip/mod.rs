@@ -25,8 +25,6 @@ use crate::imaging::{normalize_chw, CLIP_MEAN, CLIP_STD};
 use text::TextLMHeadModel;
 use vision::VisionModel;
 
-/// A LayerNorm over the last dimension with the checkpoint's epsilon (tch defaults to
-/// 1e-5; BLIP's text side needs 1e-12).
 /// A linear layer created zero-filled: every parameter is then overwritten by the
 /// checkpoint or by [`BlipForConditionalGeneration::init`], and tch's default random
 /// draws for 224 M parameters cost most of a second at load.
@@ -56,6 +54,8 @@ pub(crate) fn embedding(p: nn::Path, count: i64, dim: i64) -> nn::Embedding {
     )
 }
 
+/// A LayerNorm over the last dimension with the checkpoint's epsilon (tch defaults to
+/// 1e-5; BLIP's text side needs 1e-12).
 pub(crate) fn layer_norm(p: nn::Path, dim: usize, eps: f64) -> nn::LayerNorm {
     nn::layer_norm(
         p,
