@@ -356,13 +356,8 @@ fn as_pil_reads(bytes: &[u8], format: ImageFormat, img: DynamicImage) -> Dynamic
                 .expect("one byte a pixel")
         }
         DynamicImage::ImageLumaA8(la) if format == ImageFormat::Png => {
-            let ihdr = png_chunk(bytes, b"IHDR");
-            let low_bit_grey = ihdr.is_some_and(|h| h.len() >= 10 && h[9] == 0 && h[8] < 8);
-            let key = png_chunk(bytes, b"tRNS")
-                .filter(|t| t.len() >= 2)
-                .map(|t| u16::from_be_bytes([t[0], t[1]]));
-            match key.filter(|_| low_bit_grey) {
-                Some(key) => {
+            match png_grey_key(bytes).filter(|&(depth, _)| depth < 8) {
+                Some((_, key)) => {
                     let mut la = la;
                     for px in la.pixels_mut() {
                         px[1] = if u16::from(px[0]) == key { 0 } else { 255 };
@@ -375,12 +370,8 @@ fn as_pil_reads(bytes: &[u8], format: ImageFormat, img: DynamicImage) -> Dynamic
         DynamicImage::ImageLumaA16(la) if format == ImageFormat::Png => {
             // 16-bit grey with a tRNS key: I;16, clipped at 255 before the key is
             // compared, so a key above 255 never matches.
-            let key = png_chunk(bytes, b"tRNS")
-                .filter(|t| t.len() >= 2)
-                .map(|t| u16::from_be_bytes([t[0], t[1]]));
-            let grey = png_chunk(bytes, b"IHDR").is_some_and(|h| h.len() >= 10 && h[9] == 0);
-            match key.filter(|_| grey) {
-                Some(key) => {
+            match png_grey_key(bytes) {
+                Some((_, key)) => {
                     let (w, h) = la.dimensions();
                     let out = la
                         .pixels()
@@ -401,6 +392,13 @@ fn as_pil_reads(bytes: &[u8], format: ImageFormat, img: DynamicImage) -> Dynamic
         }
         other => other,
     }
+}
+
+/// A grey PNG's bit depth and tRNS key (in sample units), if it has one.
+fn png_grey_key(bytes: &[u8]) -> Option<(u8, u16)> {
+    let ihdr = png_chunk(bytes, b"IHDR").filter(|h| h.len() >= 10 && h[9] == 0)?;
+    let key = png_chunk(bytes, b"tRNS").filter(|t| t.len() >= 2)?;
+    Some((ihdr[8], u16::from_be_bytes([key[0], key[1]])))
 }
 
 /// HF's `convert_to_rgb`: transparency is composited onto white, not dropped.

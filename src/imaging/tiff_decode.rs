@@ -123,6 +123,15 @@ fn tag_vec(dec: &mut Decoder<Cursor<&[u8]>>, tag: Tag) -> Result<Vec<u64>, Image
         .unwrap_or_default())
 }
 
+/// The first BitsPerSample value (the `tiff` crate reads only uniform depths); 1 when
+/// the tag is absent, as TIFF defines.
+fn bits_per_sample(dec: &mut Decoder<Cursor<&[u8]>>) -> Result<u64, ImageError> {
+    Ok(tag_vec(dec, Tag::BitsPerSample)?
+        .first()
+        .copied()
+        .unwrap_or(1))
+}
+
 /// PIL's `exif_transpose` on a TIFF: IFD0's Orientation, else `tiff:Orientation` in the
 /// XMP packet (tag 700).
 fn orientation(dec: &mut Decoder<Cursor<&[u8]>>) -> Result<Orientation, ImageError> {
@@ -313,10 +322,7 @@ fn samples_image(
     h: u32,
     extra: Option<u16>,
 ) -> Result<DynamicImage, ImageError> {
-    let bps = tag_vec(dec, Tag::BitsPerSample)?
-        .first()
-        .copied()
-        .unwrap_or(1);
+    let bps = bits_per_sample(dec)?;
     let stored: usize = tag(dec, Tag::SamplesPerPixel)?.unwrap_or(1);
     if !matches!(bps, 1..=8 | 16 | 32) {
         return Err(unsupported(photometric, stored, bps));
@@ -428,10 +434,7 @@ fn palette(
     w: u32,
     h: u32,
 ) -> Result<DynamicImage, ImageError> {
-    let bps = tag_vec(dec, Tag::BitsPerSample)?
-        .first()
-        .copied()
-        .unwrap_or(1);
+    let bps = bits_per_sample(dec)?;
     let spp: usize = tag(dec, Tag::SamplesPerPixel)?.unwrap_or(1);
     if spp != 1 || !matches!(bps, 1 | 2 | 4 | 8) {
         return Err(unsupported(PHOTOMETRIC_PALETTE, spp, bps));
