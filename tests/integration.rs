@@ -8,6 +8,7 @@
 //! - `odd_images`: EXIF/XMP orientation, transparency, BMP and TIFF variants against Pillow.
 //! - `files_run`: a folder of good and bad images, one output row each.
 //! - `backfill`: Parquet in, Parquet out, references passing through.
+//! - `custom_stage`: a stage defined and registered only in the test, run by the engine.
 //! - `crafted`: hostile Parquet input (ids, caps, a broken file), one row per record.
 //! - `interrupt_resume`: SIGINT midway, then `--resume`: every id exactly once.
 //! - `metrics`: `/metrics` scraped during a run shows counters moving.
@@ -46,6 +47,7 @@ mod caption_metrics;
 mod caption_stage;
 mod check_with_transformers;
 mod crafted;
+mod custom_stage;
 mod datasets;
 mod default_model;
 mod definitions;

@@ -22,8 +22,8 @@ use capstream::pipeline::Plan;
 use capstream::report::{build_report, read_run, ReportOptions, MEDIA_COLUMNS};
 use capstream::schema::results_of;
 use capstream::sinks::{part_files, Columns};
+use capstream::stages::score::ScoreConfig;
 use capstream::stages::score::METRICS_FILE;
-use capstream::stages::StageConfig;
 
 /// The evaluation summary written into the run folder.
 const EVAL_FILE: &str = "eval.json";
@@ -100,11 +100,7 @@ fn write_atomic(path: &Path, text: &str) -> Result<()> {
 pub fn run(args: EvalArgs) -> Result<ExitCode> {
     // Fail before the slow part: without a score stage there is no metrics.json.
     let cfg = PipelineConfig::load(&args.pipeline)?;
-    if !cfg
-        .stages
-        .iter()
-        .any(|s| matches!(s, StageConfig::Score(_)))
-    {
+    if !cfg.stages.iter().any(|s| s.spec::<ScoreConfig>().is_some()) {
         bail!(
             "pipeline file {} has no score stage; eval needs one (e.g. pipelines/backfill.toml)",
             args.pipeline.display()

@@ -17,8 +17,8 @@ use capstream::metrics::caption::wordnet::WordNet;
 use capstream::pipeline::{Plan, Shutdown};
 use capstream::sinks::part_files;
 use capstream::sources::SourceInput;
+use capstream::stages::score::ScoreConfig;
 use capstream::stages::score::{write_run_metrics, METRICS_FILE};
-use capstream::stages::StageConfig;
 use capstream::telemetry::{self, Health, Metrics};
 use capstream::transport::sink::{IdIndex, SinkOptions};
 use capstream::transport::submit::SubmitOptions;
@@ -389,10 +389,11 @@ pub(super) fn run_local(
     plan.model_override = args.model.clone();
     plan.audio_model_override = args.audio_model.clone();
     let skip = super::run::ids_to_skip(&args.output, args.resume)?;
-    let score = plan.config.stages.iter().find_map(|s| match s {
-        StageConfig::Score(c) => Some(c.clone()),
-        _ => None,
-    });
+    let score = plan
+        .config
+        .stages
+        .iter()
+        .find_map(|s| s.spec::<ScoreConfig>().cloned());
     let exe = std::env::current_exe().context("cannot find the capstream executable")?;
     let pipeline = args.pipeline.display().to_string();
     runtime()?.block_on(async move {

@@ -19,8 +19,8 @@ use capstream::metrics::caption::wordnet::WordNet;
 use capstream::pipeline::{Plan, Progress, Shutdown};
 use capstream::sinks::{committed_ids, lock_output, part_files, Columns, SinkConfig};
 use capstream::sources::SourceInput;
+use capstream::stages::score::ScoreConfig;
 use capstream::stages::score::{write_run_metrics, METRICS_FILE};
-use capstream::stages::StageConfig;
 use capstream::telemetry::{self, Metrics};
 
 #[derive(Debug, Args)]
@@ -107,10 +107,10 @@ pub(super) fn run_pipeline(args: RunArgs) -> Result<(ExitCode, Option<serde_json
         }
     }
     let name = cfg.name.clone();
-    let score_cfg = cfg.stages.iter().find_map(|s| match s {
-        StageConfig::Score(c) => Some(c.clone()),
-        _ => None,
-    });
+    let score_cfg = cfg
+        .stages
+        .iter()
+        .find_map(|s| s.spec::<ScoreConfig>().cloned());
     let mut plan =
         Plan::new(cfg).with_context(|| format!("pipeline file {}", args.pipeline.display()))?;
     plan.model_override = args.model.clone();

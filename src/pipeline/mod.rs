@@ -33,6 +33,7 @@ use crate::error::{Error, Result};
 use crate::schema::{check_compatible, Edge};
 use crate::sinks::{FolderLock, Sink};
 use crate::sources::{Source, SourceInput};
+use crate::stages::Hints;
 
 /// What a stage's `build` may use: everything outside the pipeline file.
 #[derive(Debug, Clone, Default)]
@@ -43,9 +44,11 @@ pub struct BuildContext {
     pub model_override: Option<PathBuf>,
     /// An audio model folder given on the command line (`--audio-model`).
     pub audio_model_override: Option<PathBuf>,
-    /// The caption model's input side, read from its `config.json` before any stage
-    /// is built, so that `decode_image` prepares images at the size the model needs.
-    pub model_image_size: Option<u32>,
+    /// What the next stage asks of this one ([`StageSpec::upstream_hints`]), read
+    /// before any stage is built: e.g. the image size a caption model takes.
+    ///
+    /// [`StageSpec::upstream_hints`]: crate::stages::StageSpec::upstream_hints
+    pub downstream: Hints,
 }
 
 /// A checked plan: the config with the schema of every edge computed.
@@ -90,6 +93,27 @@ impl Plan {
         })
     }
 
+    /// What stage `stage`'s `build` gets: the pipeline file's folder, the command
+    /// line's model folders and what the stage after it asks for. Embedded threads and
+    /// NATS workers build from the same context.
+    pub fn context(&self, stage: usize) -> Result<BuildContext> {
+        let mut cx = BuildContext {
+            base_dir: self
+                .config
+                .path
+                .parent()
+                .map(|p| p.to_path_buf())
+                .unwrap_or_default(),
+            model_override: self.model_override.clone(),
+            audio_model_override: self.audio_model_override.clone(),
+            downstream: Hints::default(),
+        };
+        if let Some(next) = self.config.stages.get(stage + 1) {
+            cx.downstream = next.upstream_hints(&cx)?;
+        }
+        Ok(cx)
+    }
+
     /// The schema of the rows that reach the sink.
     pub fn output_schema(&self) -> SchemaRef {
         self.schemas.last().expect("starts non-empty").clone()
@@ -107,26 +131,14 @@ impl Plan {
             .config
             .sink
             .build(output, &self.output_schema(), &self.config.name)?;
-        let mut cx = BuildContext {
-            base_dir: self
-                .config
-                .path
-                .parent()
-                .map(|p| p.to_path_buf())
-                .unwrap_or_default(),
-            model_override: self.model_override.clone(),
-            audio_model_override: self.audio_model_override.clone(),
-            model_image_size: None,
-        };
-        if let Some(dir) = self.config.stages.iter().find_map(|s| s.model_dir(&cx)) {
-            let cfg = crate::models::blip::Config::from_file(&dir?.join("config.json"))?;
-            cx.model_image_size = Some(cfg.vision_config.image_size as u32);
-        }
+        let contexts = (0..self.config.stages.len())
+            .map(|i| self.context(i))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Pipeline {
             plan: self,
             source,
             sink,
-            cx,
+            contexts,
         })
     }
 }
@@ -136,7 +148,8 @@ pub struct Pipeline {
     plan: Plan,
     source: Box<dyn Source>,
     sink: Box<dyn Sink>,
-    cx: BuildContext,
+    /// Stage `i`'s build context.
+    contexts: Vec<BuildContext>,
 }
 
 impl std::fmt::Debug for Pipeline {

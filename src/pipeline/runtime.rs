@@ -94,7 +94,7 @@ impl Pipeline {
             plan,
             mut source,
             mut sink,
-            cx,
+            contexts,
         } = self;
         let cap = plan.config.channel_capacity;
         let mut handles: Vec<(String, JoinHandle<Result<()>>)> = Vec::new();
@@ -155,7 +155,7 @@ impl Pipeline {
             ));
             for w in 0..stage_cfg.workers() {
                 let cfg = stage_cfg.clone();
-                let cx = cx.clone();
+                let cx = contexts[i].clone();
                 let rx = mb_rx.clone();
                 let tx = out_tx.clone();
                 let m = m.clone();

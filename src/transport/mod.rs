@@ -41,7 +41,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{NatsConfig, NatsStorage, PipelineConfig};
 use crate::error::{Error, Result};
-use crate::pipeline::{BuildContext, Plan};
+use crate::pipeline::BuildContext;
 use crate::schema::{columns, ErrorKind, Status};
 use crate::stages::StageConfig;
 
@@ -686,28 +686,6 @@ async fn ensure_claims(
             .map_err(nats_err(format!("update stream {backing}")))?;
     }
     Ok(store)
-}
-
-/// What a worker needs to build its stage: the same context the embedded runtime
-/// builds in `Plan::open` (base folder, model overrides, the caption model's image
-/// size for `decode_image`).
-pub fn build_context(plan: &Plan) -> Result<BuildContext> {
-    let mut cx = BuildContext {
-        base_dir: plan
-            .config
-            .path
-            .parent()
-            .map(|p| p.to_path_buf())
-            .unwrap_or_default(),
-        model_override: plan.model_override.clone(),
-        audio_model_override: plan.audio_model_override.clone(),
-        model_image_size: None,
-    };
-    if let Some(dir) = plan.config.stages.iter().find_map(|s| s.model_dir(&cx)) {
-        let cfg = crate::models::blip::Config::from_file(&dir?.join("config.json"))?;
-        cx.model_image_size = Some(cfg.vision_config.image_size as u32);
-    }
-    Ok(cx)
 }
 
 /// A short revision of a stage's settings and model folder: part of every output

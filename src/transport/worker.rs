@@ -34,8 +34,7 @@ use super::dead_letter::{self, Refused};
 use super::metrics::NatsMetrics;
 use super::pull::{Puller, CLIENT_SLACK};
 use super::{
-    build_context, headers, message_id, record_ids, stage_revision, Connection, EdgeNames,
-    REASON_STAGE_ERROR,
+    headers, message_id, record_ids, stage_revision, Connection, EdgeNames, REASON_STAGE_ERROR,
 };
 use crate::error::{Error, Result};
 use crate::pipeline::{BuildContext, Plan, Shutdown, Stage};
@@ -176,20 +175,23 @@ fn run_chain(stages: &mut [Box<dyn Stage>], batch: RecordBatch) -> Result<Vec<Re
 impl StageThread {
     /// Builds the stages on a new thread; returns once they are built and started.
     async fn start(
-        cfgs: Vec<StageConfig>,
-        cx: BuildContext,
+        specs: Vec<(StageConfig, BuildContext)>,
         deadline: Duration,
     ) -> Result<StageThread> {
         let (jobs, rx) = flume::bounded::<Job>(1);
         let (ready_tx, ready) = oneshot::channel::<Result<()>>();
-        let name = chain_label(&cfgs);
+        let name = specs
+            .iter()
+            .map(|(c, _)| c.name())
+            .collect::<Vec<_>>()
+            .join("+");
         let thread_name = name.clone();
         std::thread::Builder::new()
             .name(format!("{name} stage"))
             .spawn(move || {
-                let built: Result<Vec<Box<dyn Stage>>> = cfgs
+                let built: Result<Vec<Box<dyn Stage>>> = specs
                     .iter()
-                    .map(|cfg| cfg.build(&cx).and_then(|mut s| s.start().map(|_| s)))
+                    .map(|(cfg, cx)| cfg.build(cx).and_then(|mut s| s.start().map(|_| s)))
                     .collect();
                 let mut stages = match built {
                     Ok(s) => {
@@ -220,7 +222,7 @@ impl StageThread {
                 }
                 // Stages hold nothing back between batches in distributed mode; a
                 // stage that did would lose it here, so say so.
-                for (stage, cfg) in stages.iter_mut().zip(&cfgs) {
+                for (stage, (cfg, _)) in stages.iter_mut().zip(&specs) {
                     let mut out = Vec::new();
                     if stage.flush(&mut out).is_ok() && !out.is_empty() {
                         tracing::error!(
@@ -330,8 +332,8 @@ pub(crate) struct Ctx {
     fill: Duration,
     pub(crate) nm: NatsMetrics,
     pub(crate) sm: StageMetrics,
-    cfgs: Vec<StageConfig>,
-    cx: BuildContext,
+    /// The chain's stages, each with its build context.
+    stages: Vec<(StageConfig, BuildContext)>,
     pub(crate) health: Health,
 }
 
@@ -356,9 +358,11 @@ pub async fn run(
     let plan = opts.plan;
     let i = opts.stage;
     let chain = plan.config.chain(i);
-    let cfgs = plan.config.stages[chain.clone()].to_vec();
-    let cx = build_context(&plan)?;
-    let stage = chain_label(&cfgs);
+    let stages = chain
+        .clone()
+        .map(|j| Ok((plan.config.stages[j].clone(), plan.context(j)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let stage = chain_label(&plan.config.stages[chain.clone()]);
     let bcfg = plan.config.chain_batch(chain.clone());
     let n = &plan.config.nats;
     let ctx = Arc::new(Ctx {
@@ -366,9 +370,9 @@ pub async fn run(
         output: conn.topology.edges[chain.end].clone(),
         in_schema: plan.schemas[i].clone(),
         out_schema: plan.schemas[chain.end].clone(),
-        revision: cfgs
+        revision: stages
             .iter()
-            .map(|c| stage_revision(c, &cx))
+            .map(|(c, cx)| stage_revision(c, cx))
             .collect::<Vec<_>>()
             .join("+"),
         max_deliver: n.max_deliver,
@@ -382,14 +386,12 @@ pub async fn run(
         sm: metrics.stage(&stage),
         stage,
         conn,
-        cfgs,
-        cx,
+        stages,
         health,
     });
     let mut threads = Vec::new();
     for _ in 0..opts.concurrency.max(1) {
-        threads
-            .push(StageThread::start(ctx.cfgs.clone(), ctx.cx.clone(), ctx.batch_timeout).await?);
+        threads.push(StageThread::start(ctx.stages.clone(), ctx.batch_timeout).await?);
     }
     tracing::info!(
         stage = %ctx.stage,
@@ -489,7 +491,7 @@ async fn stage_loop(
                 timeout_ms = ctx.batch_timeout.as_millis() as u64,
                 "A batch ran past batch_timeout_ms; abandoning its stage thread and starting a new one."
             );
-            t = StageThread::start(ctx.cfgs.clone(), ctx.cx.clone(), ctx.batch_timeout).await?;
+            t = StageThread::start(ctx.stages.clone(), ctx.batch_timeout).await?;
         }
     }
     Ok(sum)

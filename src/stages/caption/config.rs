@@ -2,7 +2,6 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::config::BatchConfig;
 use crate::error::{Error, Result};
 use crate::models::blip::{EarlyStopping, GenerationConfig};
 
@@ -64,17 +63,6 @@ pub struct CaptionConfig {
     /// libtorch intra-op threads (process-wide; unset = libtorch's default).
     #[serde(default)]
     pub threads: Option<usize>,
-    /// Worker threads, each with its own copy of the model.
-    #[serde(default = "one")]
-    pub workers: usize,
-    /// Micro-batching for this stage (the model's batch).
-    #[serde(default)]
-    pub batch: Option<BatchConfig>,
-    /// Distributed mode: run inside the previous stage's worker, on the same stage
-    /// thread, instead of as a pool of its own; the edge between the two carries
-    /// nothing over NATS. Embedded mode ignores it (its stages are in one process).
-    #[serde(default)]
-    pub chain: bool,
 }
 
 fn one() -> usize {

@@ -14,7 +14,10 @@ pub use stage::Caption;
 
 use arrow::datatypes::SchemaRef;
 
+use crate::error::Result;
+use crate::pipeline::{BuildContext, Stage};
 use crate::schema::Edge;
+use crate::stages::Hints;
 
 /// The stage's name.
 pub const NAME: &str = "caption";
@@ -27,4 +30,44 @@ pub fn input_schema() -> SchemaRef {
 /// What the stage emits.
 pub fn output_schema() -> SchemaRef {
     Edge::Captioned.schema()
+}
+
+impl crate::stages::StageSpec for CaptionConfig {
+    fn validate(&self) -> Result<()> {
+        CaptionConfig::validate(self)
+    }
+    fn input_schema(&self) -> SchemaRef {
+        input_schema()
+    }
+    fn output_schema(&self, _input: &SchemaRef) -> SchemaRef {
+        output_schema()
+    }
+    /// The image side the checkpoint's vision tower takes, so that `decode_image`
+    /// resizes once, straight to it.
+    fn upstream_hints(&self, cx: &BuildContext) -> Result<Hints> {
+        let dir = self.folder(cx)?;
+        let cfg = crate::models::blip::Config::from_file(&dir.join("config.json"))?;
+        Ok(Hints {
+            image_size: Some(cfg.vision_config.image_size as u32),
+        })
+    }
+    fn model_dir(&self, cx: &BuildContext) -> Option<Result<std::path::PathBuf>> {
+        Some(self.folder(cx))
+    }
+    fn build(&self, cx: &BuildContext) -> Result<Box<dyn Stage>> {
+        Ok(Box::new(Caption::new(self, self.folder(cx)?)?))
+    }
+}
+
+impl CaptionConfig {
+    /// The checkpoint folder: `--model`, else the stage's `model` relative to the
+    /// pipeline file.
+    fn folder(&self, cx: &BuildContext) -> Result<std::path::PathBuf> {
+        super::model_folder(
+            cx.model_override.as_ref(),
+            self.model.as_ref(),
+            cx,
+            "caption: no model; set `model` in the stage or pass --model",
+        )
+    }
 }

@@ -1,6 +1,5 @@
 use serde::Deserialize;
 
-use crate::config::BatchConfig;
 use crate::error::{Error, Result};
 use crate::imaging::Limits;
 
@@ -23,17 +22,6 @@ pub struct DecodeImageConfig {
     /// side (a 1 x 89M image needs 1.4 GB), so an extreme aspect ratio is `too_large`.
     #[serde(default = "default_max_resize_table_bytes")]
     pub max_resize_table_bytes: u64,
-    /// Worker threads.
-    #[serde(default = "default_workers")]
-    pub workers: usize,
-    /// Micro-batching for this stage, overriding the pipeline's `[batch]`.
-    #[serde(default)]
-    pub batch: Option<BatchConfig>,
-    /// Distributed mode: run inside the previous stage's worker, on the same stage
-    /// thread, instead of as a pool of its own; the edge between the two carries
-    /// nothing over NATS. Embedded mode ignores it (its stages are in one process).
-    #[serde(default)]
-    pub chain: bool,
 }
 
 fn default_max_pixels() -> u64 {
@@ -44,9 +32,6 @@ fn default_max_encoded_bytes() -> usize {
 }
 fn default_max_resize_table_bytes() -> u64 {
     Limits::default().max_resize_table_bytes
-}
-fn default_workers() -> usize {
-    1
 }
 
 impl DecodeImageConfig {

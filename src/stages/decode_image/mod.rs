@@ -14,6 +14,8 @@ pub use stage::DecodeImage;
 
 use arrow::datatypes::SchemaRef;
 
+use crate::error::Result;
+use crate::pipeline::{BuildContext, Stage};
 use crate::schema::Edge;
 
 /// The stage's name.
@@ -27,6 +29,22 @@ pub fn input_schema() -> SchemaRef {
 /// What the stage emits.
 pub fn output_schema() -> SchemaRef {
     Edge::Decoded.schema()
+}
+
+impl crate::stages::StageSpec for DecodeImageConfig {
+    fn validate(&self) -> Result<()> {
+        DecodeImageConfig::validate(self)
+    }
+    fn input_schema(&self) -> SchemaRef {
+        input_schema()
+    }
+    fn output_schema(&self, _input: &SchemaRef) -> SchemaRef {
+        output_schema()
+    }
+    /// The size comes from `image_size`, else from what the next stage asks for.
+    fn build(&self, cx: &BuildContext) -> Result<Box<dyn Stage>> {
+        Ok(Box::new(DecodeImage::new(self, cx.downstream.image_size)))
+    }
 }
 
 #[cfg(test)]

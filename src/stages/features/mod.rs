@@ -12,7 +12,6 @@ use arrow::array::{
 use arrow::datatypes::SchemaRef;
 use serde::Deserialize;
 
-use crate::config::BatchConfig;
 use crate::dsp::mel::DbRef;
 use crate::dsp::resample::{Quality, ResamplerCache};
 use crate::dsp::wav::{read_wav_mono, AudioError, WavLimits};
@@ -80,17 +79,6 @@ pub struct FeaturesConfig {
     /// crafted header must not size a resampler's output.
     #[serde(default = "super::audio_limits::max_audio_rate")]
     pub max_audio_rate: u32,
-    /// Worker threads.
-    #[serde(default = "one")]
-    pub workers: usize,
-    /// Micro-batching override.
-    #[serde(default)]
-    pub batch: Option<BatchConfig>,
-    /// Distributed mode: run inside the previous stage's worker, on the same stage
-    /// thread, instead of as a pool of its own; the edge between the two carries
-    /// nothing over NATS. Embedded mode ignores it (its stages are in one process).
-    #[serde(default)]
-    pub chain: bool,
 }
 
 fn sr() -> u32 {
@@ -116,9 +104,6 @@ fn top_db() -> f64 {
 }
 fn max_seconds() -> f64 {
     60.0
-}
-fn one() -> usize {
-    1
 }
 
 impl FeaturesConfig {
@@ -199,6 +184,21 @@ pub fn input_schema() -> SchemaRef {
 /// What the stage emits: its input plus the feature columns.
 pub fn output_schema(input: &SchemaRef) -> SchemaRef {
     append_fields(input, feature_fields())
+}
+
+impl crate::stages::StageSpec for FeaturesConfig {
+    fn validate(&self) -> Result<()> {
+        FeaturesConfig::validate(self)
+    }
+    fn input_schema(&self) -> SchemaRef {
+        input_schema()
+    }
+    fn output_schema(&self, input: &SchemaRef) -> SchemaRef {
+        output_schema(input)
+    }
+    fn build(&self, _cx: &crate::pipeline::BuildContext) -> Result<Box<dyn Stage>> {
+        Ok(Box::new(Features::new(self)))
+    }
 }
 
 /// The running stage. Each worker builds its own, so the mel front end (FFT plan,

@@ -17,13 +17,12 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, SchemaRef};
 use serde::Deserialize;
 
-use crate::config::BatchConfig;
 use crate::dsp::mel_inverse::mel_db_to_audio;
 use crate::dsp::wav::write_wav_pcm16;
 use crate::error::{Error, Result};
 use crate::models::audio::NeuralAudio;
 use crate::models::device::parse_device;
-use crate::pipeline::Stage;
+use crate::pipeline::{BuildContext, Stage};
 use crate::schema::{
     append_fields, column, columns, neural_audio_fields, stage_input, with_columns,
 };
@@ -58,17 +57,6 @@ pub struct NeuralAudioConfig {
     /// auto, cpu, cuda or cuda:N.
     #[serde(default = "auto")]
     pub device: String,
-    /// Worker threads, each with its own copy of the model.
-    #[serde(default = "one")]
-    pub workers: usize,
-    /// Micro-batching override.
-    #[serde(default)]
-    pub batch: Option<BatchConfig>,
-    /// Distributed mode: run inside the previous stage's worker, on the same stage
-    /// thread, instead of as a pool of its own; the edge between the two carries
-    /// nothing over NATS. Embedded mode ignores it (its stages are in one process).
-    #[serde(default)]
-    pub chain: bool,
 }
 
 fn neural() -> VocoderKind {
@@ -79,9 +67,6 @@ fn iters() -> usize {
 }
 fn auto() -> String {
     "auto".into()
-}
-fn one() -> usize {
-    1
 }
 
 impl NeuralAudioConfig {
@@ -107,6 +92,36 @@ pub fn input_schema() -> SchemaRef {
 /// What the stage emits: its input plus the neural audio columns.
 pub fn output_schema(input: &SchemaRef) -> SchemaRef {
     append_fields(input, neural_audio_fields())
+}
+
+impl crate::stages::StageSpec for NeuralAudioConfig {
+    fn validate(&self) -> Result<()> {
+        NeuralAudioConfig::validate(self)
+    }
+    fn input_schema(&self) -> SchemaRef {
+        input_schema()
+    }
+    fn output_schema(&self, input: &SchemaRef) -> SchemaRef {
+        output_schema(input)
+    }
+    fn model_dir(&self, cx: &BuildContext) -> Option<Result<PathBuf>> {
+        Some(self.folder(cx))
+    }
+    fn build(&self, cx: &BuildContext) -> Result<Box<dyn Stage>> {
+        Ok(Box::new(NeuralAudioStage::new(self, &self.folder(cx)?)?))
+    }
+}
+
+impl NeuralAudioConfig {
+    /// The audio checkpoint folder: `--audio-model`, else the stage's `model`.
+    fn folder(&self, cx: &BuildContext) -> Result<PathBuf> {
+        super::model_folder(
+            cx.audio_model_override.as_ref(),
+            self.model.as_ref(),
+            cx,
+            "neural_audio: no model; set `model` in the stage or pass --audio-model",
+        )
+    }
 }
 
 /// The running stage.

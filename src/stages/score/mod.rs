@@ -20,7 +20,6 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, SchemaRef};
 use serde::Deserialize;
 
-use crate::config::BatchConfig;
 use crate::dsp::resample::{resample, Quality};
 use crate::dsp::wav::read_wav;
 use crate::error::{Error, Result};
@@ -97,17 +96,6 @@ pub struct ScoreConfig {
     /// crafted header must not size a resampler's output.
     #[serde(default = "super::audio_limits::max_audio_rate")]
     pub max_audio_rate: u32,
-    /// Worker threads.
-    #[serde(default = "one")]
-    pub workers: usize,
-    /// Micro-batching override.
-    #[serde(default)]
-    pub batch: Option<BatchConfig>,
-    /// Distributed mode: run inside the previous stage's worker, on the same stage
-    /// thread, instead of as a pool of its own; the edge between the two carries
-    /// nothing over NATS. Embedded mode ignores it (its stages are in one process).
-    #[serde(default)]
-    pub chain: bool,
 }
 
 fn yes() -> bool {
@@ -133,9 +121,6 @@ fn n_mcd() -> usize {
 }
 fn max_seconds() -> f64 {
     60.0
-}
-fn one() -> usize {
-    1
 }
 
 impl ScoreConfig {
@@ -193,6 +178,21 @@ impl ScoreConfig {
 /// What the stage emits: its input plus the score columns.
 pub fn output_schema(input: &SchemaRef) -> SchemaRef {
     append_fields(input, score_fields())
+}
+
+impl crate::stages::StageSpec for ScoreConfig {
+    fn validate(&self) -> Result<()> {
+        ScoreConfig::validate(self)
+    }
+    fn input_schema(&self) -> SchemaRef {
+        ScoreConfig::input_schema(self)
+    }
+    fn output_schema(&self, input: &SchemaRef) -> SchemaRef {
+        output_schema(input)
+    }
+    fn build(&self, _cx: &crate::pipeline::BuildContext) -> Result<Box<dyn Stage>> {
+        Ok(Box::new(Score::new(self)?))
+    }
 }
 
 /// The running stage.

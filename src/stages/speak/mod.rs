@@ -11,7 +11,6 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, SchemaRef};
 use serde::Deserialize;
 
-use crate::config::BatchConfig;
 use crate::dsp::wav::write_wav_pcm16;
 use crate::error::{Error, Result};
 use crate::pipeline::Stage;
@@ -50,17 +49,6 @@ pub struct SpeakConfig {
     /// Milliseconds added to the deadline per character of the caption.
     #[serde(default = "timeout_ms_per_char")]
     pub timeout_ms_per_char: u64,
-    /// Worker threads (each runs its own synthesizer processes).
-    #[serde(default = "one")]
-    pub workers: usize,
-    /// Micro-batching override.
-    #[serde(default)]
-    pub batch: Option<BatchConfig>,
-    /// Distributed mode: run inside the previous stage's worker, on the same stage
-    /// thread, instead of as a pool of its own; the edge between the two carries
-    /// nothing over NATS. Embedded mode ignores it (its stages are in one process).
-    #[serde(default)]
-    pub chain: bool,
 }
 
 fn voice() -> String {
@@ -77,9 +65,6 @@ fn sr() -> u32 {
 }
 fn max_chars() -> usize {
     500
-}
-fn one() -> usize {
-    1
 }
 fn timeout_ms() -> u64 {
     5_000
@@ -117,6 +102,21 @@ pub fn input_schema() -> SchemaRef {
 /// What the stage emits: its input plus the speech columns.
 pub fn output_schema(input: &SchemaRef) -> SchemaRef {
     append_fields(input, speech_fields())
+}
+
+impl crate::stages::StageSpec for SpeakConfig {
+    fn validate(&self) -> Result<()> {
+        SpeakConfig::validate(self)
+    }
+    fn input_schema(&self) -> SchemaRef {
+        input_schema()
+    }
+    fn output_schema(&self, input: &SchemaRef) -> SchemaRef {
+        output_schema(input)
+    }
+    fn build(&self, _cx: &crate::pipeline::BuildContext) -> Result<Box<dyn Stage>> {
+        Ok(Box::new(Speak::new(self)))
+    }
 }
 
 /// The running stage.
