@@ -58,9 +58,17 @@ pub enum Error {
     Json(#[from] serde_json::Error),
 
     // === Models ===
-    /// libtorch reported an error.
+    /// libtorch reported an error (the model side converts `tch`'s errors).
     #[error("libtorch: {0}")]
-    Torch(#[from] tch::TchError),
+    Torch(String),
+    /// A stage runs a model, and this process has no model side to build it with.
+    #[error(
+        "stage {stage} runs a model, and this process has no model side (capstream-torch) to build it"
+    )]
+    NoModelSide {
+        /// The stage's name.
+        stage: String,
+    },
     /// A model folder is incomplete or inconsistent with its config.
     #[error("model {path}: {message}")]
     Model {

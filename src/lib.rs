@@ -16,8 +16,7 @@
 //! - [`speech`]: spoken descriptions with eSpeak NG.
 //! - [`datasets`]: image–caption–audio triplets in Parquet.
 //! - [`metrics`]: caption and audio scores; pure.
-//! - [`train`]: training loops, optimizer, JSONL logs.
-//! - [`models`]: BLIP on libtorch (`tch`), weights loading, devices; pure.
+//! - [`train`]: what training and datasets share: seeded randomness, JSONL logs.
 //! - [`report`]: the HTML report of a run folder.
 //! - [`telemetry`]: Prometheus metric names, registry, health, and `/metrics`,
 //!   `/healthz`, `/readyz`.
@@ -26,6 +25,14 @@
 //! - [`transport`]: distributed mode on NATS JetStream: the wire format, streams and
 //!   consumers, and the worker, submit and sink roles.
 //! - [`error`]: the one error type.
+//!
+//! # What is not here
+//!
+//! Nothing in this crate links libtorch. The models, the training loops and the running
+//! halves of the model stages are the model side, `capstream-torch` (`torch/`), which
+//! provides its stage builders to [`stages`] at start-up. So every process that runs no
+//! model (a decode or speak worker, submit, sink, `speak`, `features`, `score`) starts
+//! without loading libtorch.
 //!
 //! # Error policy
 //!
@@ -42,7 +49,6 @@ pub mod error;
 pub mod http;
 pub mod imaging;
 pub mod metrics;
-pub mod models;
 pub mod pipeline;
 pub mod report;
 pub mod schema;

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use capstream::imaging::{prepare, BicubicResizer, Limits};
-use capstream::models::blip::{Captioner, EarlyStopping, GenerationConfig};
+use capstream_torch::models::blip::{Captioner, EarlyStopping, GenerationConfig};
 use serde_json::Value;
 use tch::{Device, Kind, Tensor};
 
@@ -270,7 +270,7 @@ fn missing_or_misshapen_tensors_are_named() {
 /// first logits, while a broken layer is off by the whole range or more.
 #[test]
 fn bf16_on_cpu_stays_near_transformers_f32() {
-    use capstream::models::device::parse_dtype;
+    use capstream_torch::models::device::parse_dtype;
     assert_eq!(parse_dtype("bf16", Device::Cpu).unwrap(), Kind::BFloat16);
     let err = parse_dtype("f16", Device::Cpu).unwrap_err().to_string();
     assert!(err.contains("CUDA"), "{err}");

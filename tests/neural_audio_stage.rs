@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use arrow::array::{Array, BinaryArray, Float32Array, ListArray, RecordBatch, UInt32Array};
 
 use capstream::dsp::wav::read_wav;
-use capstream::models::audio::NeuralAudio;
+use capstream_torch::models::audio::NeuralAudio;
 
 use crate::util::{pipeline, read_output, repo, run_pipeline, strings};
 

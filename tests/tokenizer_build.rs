@@ -4,8 +4,8 @@
 
 use std::process::Command;
 
-use capstream::models::blip::BlipTokenizer;
-use capstream::train::tokenizer::build_caption_tokenizer;
+use capstream_torch::models::blip::BlipTokenizer;
+use capstream_torch::train::tokenizer::build_caption_tokenizer;
 use serde_json::Value;
 
 use crate::util::repo;

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use capstream::datasets::{read_triplets, write_triplets};
-use capstream::models::audio::NeuralAudio;
+use capstream_torch::models::audio::NeuralAudio;
 
 use crate::util::{bytes, capstream, events, repo, train_log as log};
 

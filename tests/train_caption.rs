@@ -206,7 +206,7 @@ fn a_resumed_run_ends_where_the_uninterrupted_one_does() {
 /// with label smoothing on the tiny_b fixture: right padding, labels -100 on padding.
 #[test]
 fn loss_matches_transformers_with_label_smoothing() {
-    use capstream::models::blip::{BlipForConditionalGeneration, Config};
+    use capstream_torch::models::blip::{BlipForConditionalGeneration, Config};
     let dir = tempfile::tempdir().unwrap();
     let model_dir = repo().join("tests/fixtures/blip/tiny_b");
     let npy = dir.path().join("pixels.npy");

@@ -4,6 +4,12 @@
 //! in [`builtin`], its schema under `schemas/` and an example in `pipelines/`. The
 //! runtime, transport and CLI never change: they see only [`StageConfig`]. A stage kept
 //! outside this crate registers itself with [`register`] instead.
+//!
+//! A model stage (`caption`, `neural_audio`) is split at the libtorch boundary: its
+//! folder here holds what every process of a pipeline must agree on (settings, schemas,
+//! what it asks of the stage before it), and its running half lives in the model-side
+//! crate, `capstream-torch`, which provides the builder ([`provide_model_stage`]). So a
+//! decode worker or a sink of a caption pipeline plans it without linking libtorch.
 
 mod audio_limits;
 pub mod caption;
@@ -17,7 +23,10 @@ pub mod speak;
 use std::path::PathBuf;
 use std::sync::LazyLock;
 
-pub use registry::{register, registered, Hints, Registration, StageConfig, StageSpec};
+pub use registry::{
+    model_stage, provide_model_stage, register, registered, Hints, ModelBuilder, Registration,
+    StageConfig, StageSpec,
+};
 
 use crate::error::{Error, Result};
 use crate::pipeline::BuildContext;
@@ -49,5 +58,19 @@ fn model_folder(
         (None, Some(m)) if m.is_absolute() => Ok(m.clone()),
         (None, Some(m)) => Ok(cx.base_dir.join(m)),
         (None, None) => Err(Error::Config(missing.into())),
+    }
+}
+
+/// Checks a device name (`auto`, `cpu`, `cuda` or `cuda:N`) without asking libtorch
+/// which devices exist: the model side does that when it builds the stage.
+fn check_device(s: &str) -> Result<()> {
+    match s {
+        "auto" | "cpu" | "cuda" => Ok(()),
+        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(_)) => Ok(()),
+            _ => Err(Error::Config(format!(
+                "device {other:?}: expected auto, cpu, cuda or cuda:N"
+            ))),
+        },
     }
 }

@@ -55,8 +55,55 @@ pub trait StageSpec: std::fmt::Debug + Send + Sync + Any {
         None
     }
 
+    /// Whether the stage runs a model, so that only a process with the model side
+    /// (libtorch) can build it; [`build`](StageSpec::build) then hands over to the
+    /// builder the model side provided ([`model_stage`]).
+    fn runs_model(&self) -> bool {
+        false
+    }
+
     /// Builds the running stage. Called on the thread that will run it.
     fn build(&self, cx: &BuildContext) -> Result<Box<dyn Stage>>;
+}
+
+/// Builds a model stage from its settings (a `StageSpec` the builder downcasts).
+pub type ModelBuilder = fn(&dyn Any, &BuildContext) -> Result<Box<dyn Stage>>;
+
+/// Builders of model stages, provided by the model side at start-up.
+static MODEL_BUILDERS: RwLock<Vec<(&'static str, ModelBuilder)>> = RwLock::new(Vec::new());
+
+/// Provides the builder of model stage `name`: the model side (the crate that links
+/// libtorch) calls this once per model stage before any pipeline is built.
+pub fn provide_model_stage(name: &'static str, build: ModelBuilder) {
+    let mut builders = MODEL_BUILDERS
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    builders.retain(|(n, _)| *n != name);
+    builders.push((name, build));
+}
+
+fn model_builder(name: &str) -> Option<ModelBuilder> {
+    MODEL_BUILDERS
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, b)| *b)
+}
+
+/// Builds model stage `name` with the builder the model side provided, or says that
+/// this process has none.
+pub fn model_stage(
+    name: &'static str,
+    spec: &dyn Any,
+    cx: &BuildContext,
+) -> Result<Box<dyn Stage>> {
+    match model_builder(name) {
+        Some(build) => build(spec, cx),
+        None => Err(Error::NoModelSide {
+            stage: name.to_string(),
+        }),
+    }
 }
 
 /// A stage kind: its `type` name and how to read its table.
@@ -252,6 +299,11 @@ impl StageConfig {
     /// The model folder the stage loads, if any.
     pub fn model_dir(&self, cx: &BuildContext) -> Option<Result<PathBuf>> {
         self.spec.model_dir(cx)
+    }
+
+    /// Whether building this stage needs a model side this process lacks.
+    pub fn needs_model_side(&self) -> bool {
+        self.spec.runs_model() && model_builder(self.name).is_none()
     }
 
     /// Builds the running stage. Called on the thread that will run it.

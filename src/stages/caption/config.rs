@@ -2,8 +2,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::generation::{EarlyStopping, GenerationConfig};
 use crate::error::{Error, Result};
-use crate::models::blip::{EarlyStopping, GenerationConfig};
 
 /// `[[stage]] type = "caption"`. Generation defaults equal transformers 5.x's.
 #[derive(Debug, Clone, Deserialize)]

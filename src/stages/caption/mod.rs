@@ -1,16 +1,17 @@
 //! `caption`: the image at model size → a BLIP caption, its token ids, the model's
 //! name and the pooled image embedding.
 //!
-//! Each worker thread loads its own copy of the checkpoint when the runtime builds the
-//! stage (a model's tensors never cross threads) and captions whole micro-batches under
-//! `no_grad`. Rows that failed upstream pass through untouched. A row whose image is
-//! not at the model's size means the pipeline is misconfigured, which stops it.
+//! This folder is the stage's contract, which every process of a pipeline reads: its
+//! settings, schemas and the image size it asks `decode_image` for (read from the
+//! checkpoint's `config.json`, no model loaded). The running stage is the model side's
+//! (`capstream_torch::stages::caption`): each worker thread loads its own copy of the
+//! checkpoint (a model's tensors never cross threads) and captions whole micro-batches.
 
 mod config;
-mod stage;
+mod generation;
 
 pub use config::CaptionConfig;
-pub use stage::Caption;
+pub use generation::{EarlyStopping, GenerationConfig};
 
 use arrow::datatypes::SchemaRef;
 
@@ -45,24 +46,55 @@ impl crate::stages::StageSpec for CaptionConfig {
     /// The image side the checkpoint's vision tower takes, so that `decode_image`
     /// resizes once, straight to it.
     fn upstream_hints(&self, cx: &BuildContext) -> Result<Hints> {
-        let dir = self.folder(cx)?;
-        let cfg = crate::models::blip::Config::from_file(&dir.join("config.json"))?;
+        /// The one key of a BLIP `config.json` planning needs; the model side reads
+        /// and checks the whole file when it loads the checkpoint.
+        #[derive(serde::Deserialize)]
+        struct Blip {
+            #[serde(default)]
+            vision_config: Vision,
+        }
+        #[derive(serde::Deserialize)]
+        struct Vision {
+            #[serde(default = "blip_image_size")]
+            image_size: u32,
+        }
+        impl Default for Vision {
+            fn default() -> Self {
+                Vision {
+                    image_size: blip_image_size(),
+                }
+            }
+        }
+        let path = self.folder(cx)?.join("config.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| crate::error::Error::io(&path, e))?;
+        let cfg: Blip = serde_json::from_str(&text).map_err(|e| crate::error::Error::Model {
+            path: path.clone(),
+            message: format!("invalid config.json: {e}"),
+        })?;
         Ok(Hints {
-            image_size: Some(cfg.vision_config.image_size as u32),
+            image_size: Some(cfg.vision_config.image_size),
         })
     }
     fn model_dir(&self, cx: &BuildContext) -> Option<Result<std::path::PathBuf>> {
         Some(self.folder(cx))
     }
-    fn build(&self, cx: &BuildContext) -> Result<Box<dyn Stage>> {
-        Ok(Box::new(Caption::new(self, self.folder(cx)?)?))
+    fn runs_model(&self) -> bool {
+        true
     }
+    fn build(&self, cx: &BuildContext) -> Result<Box<dyn Stage>> {
+        crate::stages::model_stage(NAME, self, cx)
+    }
+}
+
+/// BLIP base's and large's input side (transformers' `BlipVisionConfig` default).
+fn blip_image_size() -> u32 {
+    384
 }
 
 impl CaptionConfig {
     /// The checkpoint folder: `--model`, else the stage's `model` relative to the
     /// pipeline file.
-    fn folder(&self, cx: &BuildContext) -> Result<std::path::PathBuf> {
+    pub fn folder(&self, cx: &BuildContext) -> Result<std::path::PathBuf> {
         super::model_folder(
             cx.model_override.as_ref(),
             self.model.as_ref(),
