@@ -14,14 +14,14 @@ setup:
 	@bash .ci/setup
 
 build: setup
-	cargo build --release --locked
+	cargo build --release --locked --workspace
 
 test: build
-	cargo test --release --locked
+	cargo test --release --locked --workspace
 
 lint: setup
-	cargo fmt --check
-	cargo clippy --release --locked --all-targets -- -D warnings
+	cargo fmt --all --check
+	cargo clippy --release --locked --workspace --all-targets -- -D warnings
 
 doctor: build
 	$(CAPSTREAM) doctor

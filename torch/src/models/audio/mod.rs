@@ -196,7 +196,7 @@ impl NeuralAudio {
             .narrow(1, 0, samples)
             .to_kind(Kind::Float)
             .to_device(Device::Cpu);
-        Ok(Vec::<f32>::try_from(y.get(0)).torch()?)
+        Vec::<f32>::try_from(y.get(0)).torch()
     }
 }
 
