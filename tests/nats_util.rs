@@ -226,7 +226,9 @@ impl Proc {
     ) -> Proc {
         let log = logs.join(format!("{name}.log"));
         let f = std::fs::File::create(&log).unwrap();
+        crate::util::model_side_built();
         let child = Command::new(BIN)
+            .current_dir(crate::util::repo())
             .args(args)
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("RUST_LOG", filter)

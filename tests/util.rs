@@ -14,9 +14,28 @@ pub fn repo() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
 
-/// Runs `capstream ARGS` to completion.
+/// Panics, once, with what to do when `capstream-torch` is not beside `capstream`:
+/// `cargo test` builds only the binaries of the package under test, and every model
+/// command and stage is handed over to it.
+pub fn model_side_built() {
+    static CHECK: std::sync::Once = std::sync::Once::new();
+    CHECK.call_once(|| {
+        let torch = Path::new(BIN).with_file_name("capstream-torch");
+        assert!(
+            torch.is_file(),
+            "{} is not built; run `cargo build --release --workspace` (make test does) before `cargo test`",
+            torch.display()
+        );
+    });
+}
+
+/// Runs `capstream ARGS` to completion, from the repository root as a user would
+/// (`cargo test` runs tests in `cli/`, where defaults such as
+/// `pipelines/backfill.toml` do not resolve).
 pub fn capstream(args: &[&str]) -> Output {
+    model_side_built();
     Command::new(BIN)
+        .current_dir(repo())
         .args(args)
         .env("RUST_LOG", "warn")
         .output()
@@ -46,7 +65,9 @@ pub fn spawn_streaming_run(
     output: &Path,
     extra: &[&str],
 ) -> (std::process::Child, std::process::ChildStdin) {
+    model_side_built();
     let mut child = std::process::Command::new(BIN)
+        .current_dir(repo())
         .args([
             "run",
             "--pipeline",
