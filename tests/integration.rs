@@ -12,6 +12,8 @@
 //! - `crafted`: hostile Parquet input (ids, caps, a broken file), one row per record.
 //! - `interrupt_resume`: SIGINT midway, then `--resume`: every id exactly once.
 //! - `metrics`: `/metrics` scraped during a run shows counters moving.
+//! - `metrics_parity`: embedded and NATS mode end with the same counters, error rows
+//!   included (`--metrics-file`).
 //! - `speech`: eSpeak NG spoken descriptions and the features command.
 //! - `blip_parity`: BLIP against transformers on tiny random checkpoints.
 //! - `caption_stage`: the caption stage in the default pipeline.
@@ -56,6 +58,7 @@ mod files_run;
 mod interrupt_resume;
 mod meteor;
 mod metrics;
+mod metrics_parity;
 mod nats_auth;
 mod nats_cluster;
 mod nats_faults;

@@ -173,6 +173,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
         output: run_dir.clone(),
         resume: false,
         metrics_addr: None,
+        metrics_file: None,
         model: Some(args.model.clone()),
         audio_model: args.audio_model.clone(),
         no_progress: args.no_progress,

@@ -14,6 +14,7 @@ use clap::Args;
 use capstream::config::{NatsConfig, PipelineConfig};
 use capstream::metrics::caption::meteor::Meteor;
 use capstream::metrics::caption::wordnet::WordNet;
+use capstream::pipeline::chain_label;
 use capstream::pipeline::{Plan, Shutdown};
 use capstream::sinks::part_files;
 use capstream::sources::SourceInput;
@@ -22,7 +23,7 @@ use capstream::stages::score::{write_run_metrics, METRICS_FILE};
 use capstream::telemetry::{self, Health, Metrics};
 use capstream::transport::sink::{IdIndex, SinkOptions};
 use capstream::transport::submit::SubmitOptions;
-use capstream::transport::worker::{chain_label, find_stage, WorkerOptions};
+use capstream::transport::worker::{find_stage, WorkerOptions};
 use capstream::transport::{sink, submit, worker, Connection};
 
 /// The NATS credentials and TLS flags, twins of the `[nats]` keys of the same names.
@@ -130,6 +131,20 @@ pub struct Common {
     /// 127.0.0.1:9184).
     #[arg(long)]
     metrics_addr: Option<SocketAddr>,
+    /// Write the final Prometheus metrics to this file when the command ends (the text
+    /// format node exporter's textfile collector reads), whole or not at all.
+    #[arg(long)]
+    metrics_file: Option<PathBuf>,
+}
+
+impl Common {
+    /// Writes `metrics` to `--metrics-file`, if one was given.
+    fn write_metrics(&self, metrics: &Metrics) -> Result<()> {
+        if let Some(path) = &self.metrics_file {
+            metrics.write_textfile(path)?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Args)]
@@ -241,7 +256,9 @@ pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
             stage,
             concurrency,
         };
-        let s = worker::run(conn, opts, shutdown, metrics, health).await?;
+        let r = worker::run(conn, opts, shutdown, metrics.clone(), health).await;
+        args.common.write_metrics(&metrics)?;
+        let s = r?;
         println!(
             "worker {name}: {} messages ({} records), {} dead-lettered",
             s.messages, s.records, s.dead_lettered
@@ -270,7 +287,9 @@ pub fn submit(args: SubmitArgs) -> Result<ExitCode> {
             skip: Arc::new(HashSet::new()),
             submission: args.submission.clone(),
         };
-        let s = submit::run(conn, opts, shutdown, metrics).await?;
+        let r = submit::run(conn, opts, shutdown, metrics.clone()).await;
+        args.common.write_metrics(&metrics)?;
+        let s = r?;
         println!(
             "{}: {} records in {} messages ({} already stored) in {:.1}s",
             if s.interrupted {
@@ -306,7 +325,9 @@ pub fn sink(args: SinkArgs) -> Result<ExitCode> {
             plan,
             output: args.output.clone(),
         };
-        let s = sink::run(conn, opts, shutdown, metrics, health).await?;
+        let r = sink::run(conn, opts, shutdown, metrics.clone(), health).await;
+        args.common.write_metrics(&metrics)?;
+        let s = r?;
         println!(
             "sink: {} rows in {} file(s) under {} ({} duplicate rows dropped)",
             s.rows,
@@ -458,7 +479,12 @@ pub(super) fn run_local(
             skip: Arc::new(skip),
             submission: None,
         };
-        let submitted = submit::run(conn.clone(), opts, shutdown.clone(), metrics).await?;
+        let submitted = submit::run(conn.clone(), opts, shutdown.clone(), metrics.clone()).await;
+        // This process runs the submitter; the workers and the sink write their own.
+        if let Some(path) = &args.metrics_file {
+            metrics.write_textfile(path)?;
+        }
+        let submitted = submitted?;
         tracing::info!(records = submitted.records, "Input submitted; waiting for the workers.");
         // Done when every edge stream is empty: each stage removes its input only after
         // its output is stored, and the sink only after the commit.

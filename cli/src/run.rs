@@ -40,6 +40,10 @@ pub struct RunArgs {
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9184).
     #[arg(long)]
     pub(super) metrics_addr: Option<SocketAddr>,
+    /// Write the final Prometheus metrics to this file when the run ends (the text
+    /// format node exporter's textfile collector reads), whole or not at all.
+    #[arg(long)]
+    pub(super) metrics_file: Option<PathBuf>,
     /// Model folder for model stages, overriding the pipeline file.
     #[arg(long)]
     pub(super) model: Option<PathBuf>,
@@ -148,7 +152,10 @@ pub(super) fn run_pipeline(args: RunArgs) -> Result<(ExitCode, Option<serde_json
         shutdown.listen_for_signals();
         let progress = Arc::new(Progress::default());
         let bar = show_bar.then(|| spawn_bar(progress.clone()));
-        let result = pipeline.run(shutdown, metrics, progress).await;
+        let result = pipeline.run(shutdown, metrics.clone(), progress).await;
+        if let Some(path) = &args.metrics_file {
+            metrics.write_textfile(path)?;
+        }
         if let Some((bar, task)) = bar {
             task.abort();
             bar.finish_and_clear();

@@ -14,10 +14,13 @@
 //! (a model's tensors are not `Sync`, so a model lives on one thread).
 
 mod batcher;
+mod chain;
 mod runtime;
 mod shutdown;
 mod stage;
 
+pub(crate) use chain::error_counts;
+pub use chain::{chain_label, StageChain};
 pub use runtime::{Progress, RunSummary};
 pub use shutdown::Shutdown;
 pub use stage::Stage;

@@ -1,18 +1,17 @@
 //! Running a pipeline: threads, channels, metrics and the end of a run.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::array::{Array, RecordBatch, StringArray};
+use arrow::array::RecordBatch;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::chain::{error_counts, StageChain};
 use super::{batcher, Pipeline, Shutdown};
 use crate::error::{Error, Result};
-use crate::schema::{columns, Status};
 use crate::sinks::Commit;
 use crate::telemetry::{Metrics, StageMetrics};
 
@@ -44,32 +43,6 @@ pub struct RunSummary {
     pub interrupted: bool,
     /// Wall time of the run.
     pub seconds: f64,
-}
-
-/// Per-kind counts of error rows.
-fn error_counts(batch: &RecordBatch) -> HashMap<String, u64> {
-    let mut counts = HashMap::new();
-    let (Some(status), Some(kind)) = (
-        batch
-            .column_by_name(columns::STATUS)
-            .and_then(|c| c.as_any().downcast_ref::<StringArray>()),
-        batch
-            .column_by_name(columns::ERROR_KIND)
-            .and_then(|c| c.as_any().downcast_ref::<StringArray>()),
-    ) else {
-        return counts;
-    };
-    for i in 0..batch.num_rows() {
-        if status.value(i) == Status::Error.as_str() {
-            let k = if kind.is_valid(i) {
-                kind.value(i)
-            } else {
-                "unknown"
-            };
-            *counts.entry(k.to_string()).or_insert(0) += 1;
-        }
-    }
-    counts
 }
 
 fn joined(name: &str, r: std::result::Result<Result<()>, tokio::task::JoinError>) -> Result<()> {
@@ -154,8 +127,7 @@ impl Pipeline {
                 )),
             ));
             for w in 0..stage_cfg.workers() {
-                let cfg = stage_cfg.clone();
-                let cx = contexts[i].clone();
+                let spec = (stage_cfg.clone(), contexts[i].clone());
                 let rx = mb_rx.clone();
                 let tx = out_tx.clone();
                 let m = m.clone();
@@ -163,7 +135,7 @@ impl Pipeline {
                 handles.push((
                     format!("{name} worker {w}"),
                     tokio::task::spawn_blocking(move || {
-                        let r = run_stage(&cfg, &cx, rx, tx, &m);
+                        let r = run_stage(&spec, rx, tx, &m);
                         if let Err(e) = &r {
                             tracing::error!(stage = name, error = %e, "Stage cannot continue; stopping the pipeline.");
                             sd.stop();
@@ -186,6 +158,8 @@ impl Pipeline {
             let record = |written: Vec<Commit>, commits: &mut Vec<Commit>| {
                 for c in written {
                     sink_metrics.committed(c.rows, c.bytes);
+                    // As a NATS sink counts them: rows out are rows committed.
+                    sink_metrics.records_out.inc_by(c.rows);
                     tracing::info!(file = %c.path.display(), rows = c.rows, "Committed output file.");
                     commits.push(c);
                 }
@@ -267,27 +241,17 @@ impl Pipeline {
     }
 }
 
-/// One worker thread of a stage: build, start, process every micro-batch, flush, close.
+/// One worker thread of a stage: the shared [`StageChain`] loop over micro-batches
+/// from its batcher, rows sent on downstream as they come.
 fn run_stage(
-    cfg: &crate::stages::StageConfig,
-    cx: &super::BuildContext,
+    spec: &(crate::stages::StageConfig, super::BuildContext),
     rx: flume::Receiver<RecordBatch>,
     tx: mpsc::Sender<RecordBatch>,
     m: &StageMetrics,
 ) -> Result<()> {
-    let name = cfg.name();
-    let fail = |e: Error| match e {
-        e @ Error::Stage { .. } => e,
-        other => Error::Stage {
-            stage: name.to_string(),
-            message: other.to_string(),
-        },
-    };
-    let mut stage = cfg.build(cx).map_err(fail)?;
-    stage.start().map_err(fail)?;
-    let mut out = Vec::new();
-    let emit = |out: &mut Vec<RecordBatch>| -> bool {
-        for b in out.drain(..) {
+    let mut chain = StageChain::build(std::slice::from_ref(spec), m.clone())?;
+    let emit = |out: Vec<RecordBatch>| -> bool {
+        for b in out {
             m.records_out.inc_by(b.num_rows() as u64);
             if tx.blocking_send(b).is_err() {
                 return false;
@@ -296,32 +260,11 @@ fn run_stage(
         true
     };
     while let Ok(batch) = rx.recv() {
-        let t = Instant::now();
-        let n = batch.num_rows();
-        m.records_in.inc_by(n as u64);
-        m.batch_rows.observe(n as f64);
-        let before = error_counts(&batch);
-        stage.process(batch, &mut out).map_err(fail)?;
-        let mut after: HashMap<String, u64> = HashMap::new();
-        for b in &out {
-            for (k, v) in error_counts(b) {
-                *after.entry(k).or_insert(0) += v;
-            }
-        }
-        for (k, v) in after {
-            let new = v.saturating_sub(before.get(&k).copied().unwrap_or(0));
-            if new > 0 {
-                m.failed(&k, new);
-            }
-        }
-        m.batch_seconds.observe(t.elapsed().as_secs_f64());
-        m.batches.inc();
-        m.beat();
-        if !emit(&mut out) {
-            return Ok(());
+        if !emit(chain.process(batch)?) {
+            // Downstream is gone: the pipeline is stopping.
+            return chain.close();
         }
     }
-    stage.flush(&mut out).map_err(fail)?;
-    emit(&mut out);
-    stage.close().map_err(fail)
+    emit(chain.flush()?);
+    chain.close()
 }

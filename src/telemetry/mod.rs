@@ -11,6 +11,8 @@ mod server;
 pub use health::{Beat, Flag, Health};
 pub use server::{routes, serve};
 
+use std::path::Path;
+
 use prometheus::{
     exponential_buckets, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec,
     Opts, Registry,
@@ -198,6 +200,18 @@ impl Metrics {
         encoder
             .encode_to_string(&self.registry.gather())
             .unwrap_or_else(|e| format!("# encoding failed: {e}\n"))
+    }
+
+    /// Writes the registry to `path` in the Prometheus text format, whole or not at
+    /// all (a temporary file renamed over it), for a batch job's final figures: node
+    /// exporter's textfile collector reads such files, and a scraper may never see a
+    /// process that ends in seconds.
+    pub fn write_textfile(&self, path: &Path) -> crate::error::Result<()> {
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(format!(".{}.tmp", std::process::id()));
+        let tmp = std::path::PathBuf::from(tmp);
+        std::fs::write(&tmp, self.render()).map_err(|e| crate::Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| crate::Error::io(path, e))
     }
 }
 

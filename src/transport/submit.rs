@@ -19,7 +19,7 @@ use super::codec::{encode_within, Outgoing, Pending};
 use super::metrics::NatsMetrics;
 use super::{message_id, record_ids, Connection, SOURCE};
 use crate::error::{Error, Result};
-use crate::pipeline::{Plan, Shutdown};
+use crate::pipeline::{error_counts, Plan, Shutdown};
 use crate::sources::SourceInput;
 use crate::telemetry::Metrics;
 
@@ -90,19 +90,30 @@ pub async fn run(
     let max_bytes = plan.config.batch.max_bytes;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(4);
     let sd = shutdown.clone();
+    let nm = NatsMetrics::new(&metrics, &plan.config.name, SOURCE);
+    let sm = metrics.stage(SOURCE);
+    let source_metrics = sm.clone();
+    // Counted as embedded mode's source thread counts them: skipped records and the
+    // error rows the source itself made (an unreadable or oversized file).
     let reader = tokio::task::spawn_blocking(move || -> Result<()> {
+        let mut skipped = 0;
         while !sd.is_stopping() {
-            let Some(b) = source.next_batch(rows, max_bytes)? else {
+            let next = source.next_batch(rows, max_bytes)?;
+            let now = source.skipped();
+            source_metrics.skipped(now.saturating_sub(skipped));
+            skipped = now;
+            let Some(b) = next else {
                 break;
             };
+            for (kind, n) in error_counts(&b) {
+                source_metrics.failed(&kind, n);
+            }
             if tx.blocking_send(b).is_err() {
                 break;
             }
         }
         Ok(())
     });
-    let nm = NatsMetrics::new(&metrics, &plan.config.name, SOURCE);
-    let sm = metrics.stage(SOURCE);
     let edge = conn.topology.edges[0].clone();
     let label = edge.label();
     let mut window: VecDeque<InFlight> = VecDeque::new();

@@ -19,9 +19,8 @@
 //! `dead_letter`'s; how messages are pulled is [`super::pull`]'s.
 
 use std::collections::HashMap;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arrow::array::{RecordBatch, UInt32Array};
 use arrow::compute::{concat_batches, take_record_batch};
@@ -37,7 +36,7 @@ use super::{
     headers, message_id, record_ids, stage_revision, Connection, EdgeNames, REASON_STAGE_ERROR,
 };
 use crate::error::{Error, Result};
-use crate::pipeline::{BuildContext, Plan, Shutdown, Stage};
+use crate::pipeline::{chain_label, BuildContext, Plan, Shutdown, StageChain};
 use crate::schema::{check_compatible, with_columns};
 use crate::stages::StageConfig;
 use crate::telemetry::{Health, Metrics, StageMetrics};
@@ -71,16 +70,6 @@ impl WorkerSummary {
         self.records += o.records;
         self.dead_lettered += o.dead_lettered;
     }
-}
-
-/// The name a chain of stages goes by in metrics, logs and message ids: its stages'
-/// names joined by `+` (just the stage's name for a chain of one).
-pub fn chain_label(stages: &[StageConfig]) -> String {
-    stages
-        .iter()
-        .map(StageConfig::name)
-        .collect::<Vec<_>>()
-        .join("+")
 }
 
 /// Finds a stage by name; an ambiguous name (the same stage type twice) must be given
@@ -159,44 +148,23 @@ pub(crate) struct StageThread {
     stuck: std::sync::atomic::AtomicBool,
 }
 
-/// Runs `batch` through `stages` in order, as embedded mode's channels would.
-fn run_chain(stages: &mut [Box<dyn Stage>], batch: RecordBatch) -> Result<Vec<RecordBatch>> {
-    let mut batches = vec![batch];
-    for stage in stages.iter_mut() {
-        let mut out = Vec::new();
-        for b in batches {
-            stage.process(b, &mut out)?;
-        }
-        batches = out;
-    }
-    Ok(batches)
-}
-
 impl StageThread {
-    /// Builds the stages on a new thread; returns once they are built and started.
+    /// Builds the chain on a new thread; returns once its stages are built and started.
     async fn start(
         specs: Vec<(StageConfig, BuildContext)>,
+        metrics: StageMetrics,
         deadline: Duration,
     ) -> Result<StageThread> {
         let (jobs, rx) = flume::bounded::<Job>(1);
         let (ready_tx, ready) = oneshot::channel::<Result<()>>();
-        let name = specs
-            .iter()
-            .map(|(c, _)| c.name())
-            .collect::<Vec<_>>()
-            .join("+");
-        let thread_name = name.clone();
+        let name = chain_label(specs.iter().map(|(c, _)| c));
         std::thread::Builder::new()
             .name(format!("{name} stage"))
             .spawn(move || {
-                let built: Result<Vec<Box<dyn Stage>>> = specs
-                    .iter()
-                    .map(|(cfg, cx)| cfg.build(cx).and_then(|mut s| s.start().map(|_| s)))
-                    .collect();
-                let mut stages = match built {
-                    Ok(s) => {
+                let mut chain = match StageChain::build(&specs, metrics) {
+                    Ok(c) => {
                         let _ = ready_tx.send(Ok(()));
-                        s
+                        c
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -204,34 +172,22 @@ impl StageThread {
                     }
                 };
                 while let Ok(job) = rx.recv() {
-                    let r = catch_unwind(AssertUnwindSafe(|| run_chain(&mut stages, job.batch)));
-                    let r = match r {
-                        Ok(r) => r,
-                        Err(p) => Err(Error::Stage {
-                            stage: thread_name.clone(),
-                            message: format!(
-                                "panicked: {}",
-                                p.downcast_ref::<String>()
-                                    .map(String::as_str)
-                                    .or_else(|| p.downcast_ref::<&str>().copied())
-                                    .unwrap_or("?")
-                            ),
-                        }),
-                    };
-                    let _ = job.reply.send(r);
+                    let _ = job.reply.send(chain.process(job.batch));
                 }
-                // Stages hold nothing back between batches in distributed mode; a
-                // stage that did would lose it here, so say so.
-                for (stage, (cfg, _)) in stages.iter_mut().zip(&specs) {
-                    let mut out = Vec::new();
-                    if stage.flush(&mut out).is_ok() && !out.is_empty() {
-                        tracing::error!(
-                            stage = cfg.name(),
-                            rows = out.iter().map(|b| b.num_rows()).sum::<usize>(),
-                            "Stage flushed rows at shutdown that distributed mode cannot deliver."
-                        );
-                    }
-                    let _ = stage.close();
+                // Each message's rows are published and acknowledged with it, so rows a
+                // stage held back until the end of input have no message to go with;
+                // say so rather than drop them silently.
+                match chain.flush() {
+                    Ok(out) if !out.is_empty() => tracing::error!(
+                        stage = chain.label(),
+                        rows = out.iter().map(|b| b.num_rows()).sum::<usize>(),
+                        "Stage flushed rows at shutdown that distributed mode cannot deliver."
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "Flush at shutdown failed."),
+                }
+                if let Err(e) = chain.close() {
+                    tracing::error!(error = %e, "Close at shutdown failed.");
                 }
             })
             .map_err(|e| Error::io("stage thread", e))?;
@@ -391,7 +347,8 @@ pub async fn run(
     });
     let mut threads = Vec::new();
     for _ in 0..opts.concurrency.max(1) {
-        threads.push(StageThread::start(ctx.stages.clone(), ctx.batch_timeout).await?);
+        threads
+            .push(StageThread::start(ctx.stages.clone(), ctx.sm.clone(), ctx.batch_timeout).await?);
     }
     tracing::info!(
         stage = %ctx.stage,
@@ -491,7 +448,7 @@ async fn stage_loop(
                 timeout_ms = ctx.batch_timeout.as_millis() as u64,
                 "A batch ran past batch_timeout_ms; abandoning its stage thread and starting a new one."
             );
-            t = StageThread::start(ctx.stages.clone(), ctx.batch_timeout).await?;
+            t = StageThread::start(ctx.stages.clone(), ctx.sm.clone(), ctx.batch_timeout).await?;
         }
     }
     Ok(sum)
@@ -584,11 +541,8 @@ async fn handle(
     }
     let batches: Vec<&RecordBatch> = good.iter().filter_map(|g| g.batch.as_ref().ok()).collect();
     let whole = concat_batches(&ctx.in_schema, batches.iter().copied());
-    let started = Instant::now();
     let ran = match whole {
         Ok(b) => {
-            ctx.sm.records_in.inc_by(b.num_rows() as u64);
-            ctx.sm.batch_rows.observe(b.num_rows() as f64);
             tracing::debug!(
                 stage = %ctx.stage,
                 messages = good.len(),
@@ -602,11 +556,6 @@ async fn handle(
     let ran = per_message(ctx, &good, ran);
     match ran {
         Ok(per_msg) => {
-            ctx.sm
-                .batch_seconds
-                .observe(started.elapsed().as_secs_f64());
-            ctx.sm.batches.inc();
-            ctx.sm.beat();
             publish_and_ack(ctx, good, per_msg, sum).await;
             tracing::debug!(stage = %ctx.stage, "Batch done.");
         }
