@@ -48,6 +48,7 @@ pub mod dsp;
 pub mod error;
 pub mod http;
 pub mod imaging;
+pub mod limits;
 pub mod metrics;
 pub mod pipeline;
 pub mod report;

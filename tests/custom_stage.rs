@@ -12,11 +12,13 @@ use serde::Deserialize;
 
 use capstream::config::PipelineConfig;
 use capstream::error::Result;
-use capstream::pipeline::{BuildContext, Plan, Progress, Shutdown, Stage};
+use capstream::pipeline::{Plan, Progress, Shutdown};
 use capstream::schema::{append_fields, columns, stage_input, with_columns};
 use capstream::sinks::lock_output;
 use capstream::sources::SourceInput;
-use capstream::stages::{register, registered, Hints, Registration, StageSpec};
+use capstream::stages::{
+    register, registered, BuildContext, Hints, Registration, Stage, StageSpec,
+};
 use capstream::telemetry::{names, Metrics};
 
 use crate::util::{ids, pipeline, read_output, write_images};

@@ -4,6 +4,7 @@
 //! - `audio_metrics`: MSE, MAE, SNR, SC, LSD, MCD against numpy/librosa.
 //! - `util`: helpers to run the binary, write pipelines and read Parquet output.
 //! - `definitions`: every file in `pipelines/` and `schemas/` against the code.
+//! - `layout`: no module cycles; the lean binary links no libtorch.
 //! - `preprocess_parity`: image preprocessing against transformers' processor.
 //! - `odd_images`: EXIF/XMP orientation, transparency, BMP and TIFF variants against Pillow.
 //! - `files_run`: a folder of good and bad images, one output row each.
@@ -56,6 +57,7 @@ mod definitions;
 mod eval;
 mod files_run;
 mod interrupt_resume;
+mod layout;
 mod meteor;
 mod metrics;
 mod metrics_parity;

@@ -152,10 +152,28 @@ fn model(side: Option<&dyn ModelSide>, command: ModelCommand) -> Result<ExitCode
     }
 }
 
+/// `capstream run` in either mode: a `mode = "nats"` pipeline goes to distributed mode
+/// on one machine, anything else runs embedded. Decided here, so that neither mode's
+/// module names the other.
+fn run_any(args: run::RunArgs, nats: nats::RunNatsArgs) -> Result<ExitCode> {
+    let cfg = capstream::config::PipelineConfig::load(&args.pipeline)?;
+    if cfg.mode == capstream::config::Mode::Nats {
+        return nats::run_local(args, nats, cfg);
+    }
+    if nats.nats.is_some() {
+        anyhow::bail!(
+            "--nats needs a pipeline with mode = \"nats\"; {} runs embedded",
+            args.pipeline.display()
+        );
+    }
+    handover::if_stages_need_it(&cfg.stages)?;
+    run::run(args)
+}
+
 /// Runs the parsed command.
 fn dispatch(cli: Cli, side: Option<&dyn ModelSide>) -> Result<ExitCode> {
     match cli.command {
-        Command::Run { args, nats } => run::run_any(args, nats),
+        Command::Run { args, nats } => run_any(args, nats),
         Command::Worker(args) => nats::worker(args),
         Command::Submit(args) => nats::submit(args),
         Command::Sink(args) => nats::sink(args),

@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use capstream::config::{Mode, PipelineConfig};
+use capstream::config::PipelineConfig;
 use capstream::metrics::caption::meteor::Meteor;
 use capstream::metrics::caption::wordnet::WordNet;
 use capstream::pipeline::{Plan, Progress, Shutdown};
@@ -63,24 +63,6 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     Ok(run_pipeline(args)?.0)
 }
 
-/// `capstream run` in either mode: a `mode = "nats"` pipeline goes to distributed mode
-/// on one machine, anything else runs embedded.
-pub fn run_any(args: RunArgs, nats: super::nats::RunNatsArgs) -> Result<ExitCode> {
-    let cfg = PipelineConfig::load(&args.pipeline)?;
-    if cfg.mode == Mode::Nats {
-        return super::nats::run_local(args, nats, cfg);
-    }
-    if nats.nats.is_some() {
-        bail!(
-            "--nats needs a pipeline with mode = \"nats\"; {} runs embedded",
-            args.pipeline.display()
-        );
-    }
-    super::handover::if_stages_need_it(&cfg.stages)?;
-    run(args)
-}
-
-/// Runs one pipeline to its end and scores it: the exit code, and the content of
 /// The ids already committed in `output` when resuming; otherwise `output` must hold
 /// no committed part file (a second run would write every id again).
 pub(super) fn ids_to_skip(output: &std::path::Path, resume: bool) -> Result<HashSet<String>> {
@@ -98,6 +80,7 @@ pub(super) fn ids_to_skip(output: &std::path::Path, resume: bool) -> Result<Hash
     Ok(HashSet::new())
 }
 
+/// Runs one pipeline to its end and scores it: the exit code, and the content of
 /// `metrics.json` where the pipeline has a score stage. `capstream eval` runs its
 /// pipeline through here too, so that an evaluation is exactly what `capstream run`
 /// would do, and takes the metrics as written rather than reading the file back (which

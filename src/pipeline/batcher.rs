@@ -8,8 +8,8 @@ use arrow::datatypes::SchemaRef;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::config::BatchConfig;
 use crate::error::Result;
+use crate::limits::BatchConfig;
 use crate::telemetry::StageMetrics;
 
 /// Reads `rx` until it closes, sending micro-batches to `tx`. Ends early (Ok) when `tx`

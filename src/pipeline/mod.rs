@@ -17,13 +17,13 @@ mod batcher;
 mod chain;
 mod runtime;
 mod shutdown;
-mod stage;
 
 pub(crate) use chain::error_counts;
 pub use chain::{chain_label, StageChain};
 pub use runtime::{Progress, RunSummary};
 pub use shutdown::Shutdown;
-pub use stage::Stage;
+// The stage contract lives with the stages; the runtime only drives it.
+pub use crate::stages::{BuildContext, Stage};
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -37,22 +37,6 @@ use crate::schema::{check_compatible, Edge};
 use crate::sinks::{FolderLock, Sink};
 use crate::sources::{Source, SourceInput};
 use crate::stages::Hints;
-
-/// What a stage's `build` may use: everything outside the pipeline file.
-#[derive(Debug, Clone, Default)]
-pub struct BuildContext {
-    /// The pipeline file's folder, for relative paths in it.
-    pub base_dir: PathBuf,
-    /// A model folder given on the command line, overriding the pipeline file's.
-    pub model_override: Option<PathBuf>,
-    /// An audio model folder given on the command line (`--audio-model`).
-    pub audio_model_override: Option<PathBuf>,
-    /// What the next stage asks of this one ([`StageSpec::upstream_hints`]), read
-    /// before any stage is built: e.g. the image size a caption model takes.
-    ///
-    /// [`StageSpec::upstream_hints`]: crate::stages::StageSpec::upstream_hints
-    pub downstream: Hints,
-}
 
 /// A checked plan: the config with the schema of every edge computed.
 #[derive(Debug)]

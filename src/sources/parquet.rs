@@ -77,7 +77,7 @@ fn default_max_id_bytes() -> usize {
 
 impl ParquetSourceConfig {
     pub(crate) fn validate(&self) -> Result<()> {
-        let cap = crate::config::MAX_RECORD_BYTES as usize;
+        let cap = crate::limits::MAX_RECORD_BYTES as usize;
         for (key, v) in [
             ("max_image_bytes", self.max_image_bytes),
             ("max_audio_bytes", self.max_audio_bytes),

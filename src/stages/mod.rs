@@ -13,6 +13,7 @@
 
 mod audio_limits;
 pub mod caption;
+mod contract;
 pub mod decode_image;
 pub mod features;
 pub mod neural_audio;
@@ -23,13 +24,13 @@ pub mod speak;
 use std::path::PathBuf;
 use std::sync::LazyLock;
 
+pub use contract::{BuildContext, Stage};
 pub use registry::{
     model_stage, provide_model_stage, register, registered, Hints, ModelBuilder, Registration,
     StageConfig, StageSpec,
 };
 
 use crate::error::{Error, Result};
-use crate::pipeline::BuildContext;
 
 /// The stages every capstream knows, in the order `capstream validate` lists them.
 pub(crate) fn builtin() -> &'static [Registration] {

@@ -16,9 +16,9 @@ use arrow::datatypes::SchemaRef;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::config::BatchConfig;
 use crate::error::{Error, Result};
-use crate::pipeline::{BuildContext, Stage};
+use crate::limits::BatchConfig;
+use crate::stages::{BuildContext, Stage};
 
 /// What one stage tells the stage before it, read before anything is built (so that
 /// the upstream can prepare its output to fit, e.g. images at the model's size).

@@ -6,9 +6,9 @@
 //! zstd-compressed or not as `[nats] compression` says, the claim check for large
 //! batches), and the three roles: [`worker`] runs one stage,
 //! [`submit`] publishes a source, [`sink`] commits Parquet exactly once. It must not
-//! know what a stage computes: workers build stages through
-//! [`StageConfig::build`](crate::stages::StageConfig::build) and call the same
-//! [`Stage`](crate::pipeline::Stage) contract as the embedded runtime.
+//! know what a stage computes: workers drive stages through the same
+//! [`StageChain`](crate::pipeline::StageChain) loop as the embedded runtime, so the two
+//! modes differ only in how a batch arrives (a pull) and leaves (a publish).
 //!
 //! ```text
 //! submit ─▶ [stream 00 → decode_image] ─▶ workers ─▶ [stream 01 → caption] ─▶ … ─▶ [stream NN → sink] ─▶ sink
@@ -19,9 +19,11 @@
 //! acknowledges its input only after the server acknowledged the output publish, output
 //! messages carry a deterministic `Nats-Msg-Id` (the server drops republished copies
 //! inside its duplicate window), and the sink drops record ids it already committed.
-//! A message that fails on every delivery is dead-lettered: its records continue as
-//! error rows, and its bytes go to the dead-letter stream with the reason.
+//! A message that fails on every delivery is dead-lettered (`dead_letter`, and
+//! `advisory` for one no worker lived to fail): its records continue as error rows,
+//! and its bytes go to the dead-letter stream with the reason.
 
+mod advisory;
 pub mod auth;
 pub mod codec;
 mod dead_letter;

@@ -16,9 +16,9 @@ pub use generation::{EarlyStopping, GenerationConfig};
 use arrow::datatypes::SchemaRef;
 
 use crate::error::Result;
-use crate::pipeline::{BuildContext, Stage};
 use crate::schema::Edge;
 use crate::stages::Hints;
+use crate::stages::{BuildContext, Stage};
 
 /// The stage's name.
 pub const NAME: &str = "caption";

@@ -15,8 +15,8 @@ pub use stage::DecodeImage;
 use arrow::datatypes::SchemaRef;
 
 use crate::error::Result;
-use crate::pipeline::{BuildContext, Stage};
 use crate::schema::Edge;
+use crate::stages::{BuildContext, Stage};
 
 /// The stage's name.
 pub const NAME: &str = "decode_image";

@@ -8,10 +8,10 @@ use arrow::array::{
 use super::DecodeImageConfig;
 use crate::error::Result;
 use crate::imaging::{prepare, BicubicResizer, ImageError, Limits};
-use crate::pipeline::Stage;
 use crate::schema::{
     column, columns, error_columns, ok_mask, with_columns, Edge, ErrorKind, RowError,
 };
+use crate::stages::Stage;
 
 /// The running stage: limits, target size and a resizer with its scratch buffers.
 #[derive(Debug)]

@@ -4,8 +4,8 @@ use arrow::array::{Array, BinaryArray, StringArray, UInt32Array};
 use image::{DynamicImage, ImageFormat};
 
 use super::*;
-use crate::pipeline::Stage;
 use crate::schema::{EnvelopeBuilder, ErrorKind, RowError};
+use crate::stages::Stage;
 
 fn encode(img: DynamicImage, f: ImageFormat) -> Vec<u8> {
     let mut buf = Cursor::new(Vec::new());

@@ -17,11 +17,11 @@ use crate::dsp::resample::{Quality, ResamplerCache};
 use crate::dsp::wav::{read_wav_mono, AudioError, WavLimits};
 use crate::dsp::{MelExtractor, MelParams, MelScaleNorm, StftParams};
 use crate::error::{Error, Result};
-use crate::pipeline::Stage;
 use crate::schema::{
     append_fields, column, columns, error_columns, feature_fields, ok_mask, with_columns, Edge,
     ErrorKind, RowError,
 };
+use crate::stages::Stage;
 
 /// The stage's name.
 pub const NAME: &str = "features";
@@ -196,7 +196,7 @@ impl crate::stages::StageSpec for FeaturesConfig {
     fn output_schema(&self, input: &SchemaRef) -> SchemaRef {
         output_schema(input)
     }
-    fn build(&self, _cx: &crate::pipeline::BuildContext) -> Result<Box<dyn Stage>> {
+    fn build(&self, _cx: &crate::stages::BuildContext) -> Result<Box<dyn Stage>> {
         Ok(Box::new(Features::new(self)))
     }
 }

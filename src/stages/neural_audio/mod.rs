@@ -17,8 +17,8 @@ use arrow::datatypes::{DataType, Field, SchemaRef};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::pipeline::{BuildContext, Stage};
 use crate::schema::{append_fields, columns, neural_audio_fields, stage_input};
+use crate::stages::{BuildContext, Stage};
 
 /// The stage's name.
 pub const NAME: &str = "neural_audio";

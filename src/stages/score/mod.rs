@@ -27,11 +27,11 @@ use crate::metrics::audio::{score_audio, AudioMetricParams};
 use crate::metrics::caption::corpus::score_row;
 use crate::metrics::caption::meteor::Meteor;
 use crate::metrics::caption::wordnet::WordNet;
-use crate::pipeline::Stage;
 use crate::schema::{
     append_fields, column, columns, error_columns, ok_mask, references_type, score_fields,
     stage_input, string_list, with_columns, ErrorKind, RowError, SCORE_COLUMNS,
 };
+use crate::stages::Stage;
 
 /// The stage's name.
 pub const NAME: &str = "score";
@@ -190,7 +190,7 @@ impl crate::stages::StageSpec for ScoreConfig {
     fn output_schema(&self, input: &SchemaRef) -> SchemaRef {
         output_schema(input)
     }
-    fn build(&self, _cx: &crate::pipeline::BuildContext) -> Result<Box<dyn Stage>> {
+    fn build(&self, _cx: &crate::stages::BuildContext) -> Result<Box<dyn Stage>> {
         Ok(Box::new(Score::new(self)?))
     }
 }

@@ -13,12 +13,12 @@ use serde::Deserialize;
 
 use crate::dsp::wav::write_wav_pcm16;
 use crate::error::{Error, Result};
-use crate::pipeline::Stage;
 use crate::schema::{
     append_fields, column, columns, error_columns, ok_mask, speech_fields, stage_input,
     with_columns, ErrorKind, RowError,
 };
 use crate::speech::Speaker;
+use crate::stages::Stage;
 
 /// The stage's name.
 pub const NAME: &str = "speak";
@@ -114,7 +114,7 @@ impl crate::stages::StageSpec for SpeakConfig {
     fn output_schema(&self, input: &SchemaRef) -> SchemaRef {
         output_schema(input)
     }
-    fn build(&self, _cx: &crate::pipeline::BuildContext) -> Result<Box<dyn Stage>> {
+    fn build(&self, _cx: &crate::stages::BuildContext) -> Result<Box<dyn Stage>> {
         Ok(Box::new(Speak::new(self)))
     }
 }

@@ -13,9 +13,9 @@ use arrow::array::{
 };
 
 use capstream::error::{Error, Result};
-use capstream::pipeline::Stage;
 use capstream::schema::{column, columns, ok_mask, with_columns, Edge};
 use capstream::stages::caption::{CaptionConfig, NAME};
+use capstream::stages::Stage;
 
 use crate::models::blip::{Captioner, GenerationConfig};
 use crate::models::device::{parse_device, parse_dtype};

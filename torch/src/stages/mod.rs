@@ -8,10 +8,10 @@ pub mod neural_audio;
 use std::any::Any;
 
 use capstream::error::{Error, Result};
-use capstream::pipeline::{BuildContext, Stage};
 use capstream::stages::caption::CaptionConfig;
 use capstream::stages::neural_audio::NeuralAudioConfig;
 use capstream::stages::provide_model_stage;
+use capstream::stages::{BuildContext, Stage};
 
 /// Provides the builders of `caption` and `neural_audio` to the stage registry.
 pub fn provide() {

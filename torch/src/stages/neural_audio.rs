@@ -12,9 +12,9 @@ use arrow::array::{
 use capstream::dsp::mel_inverse::mel_db_to_audio;
 use capstream::dsp::wav::write_wav_pcm16;
 use capstream::error::{Error, Result};
-use capstream::pipeline::Stage;
 use capstream::schema::{column, columns, with_columns};
 use capstream::stages::neural_audio::{output_schema, NeuralAudioConfig, VocoderKind, NAME};
+use capstream::stages::Stage;
 
 use crate::models::audio::NeuralAudio;
 use crate::models::device::parse_device;

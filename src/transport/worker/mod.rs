@@ -16,28 +16,31 @@
 //!
 //! This module must not know what any stage computes; it only runs the
 //! [`Stage`] contract. What happens to a message that fails is
-//! `dead_letter`'s; how messages are pulled is [`super::pull`]'s.
+//! `dead_letter`'s; how messages are pulled is [`super::pull`]'s; the stage thread and
+//! its deadline are [`thread`]'s, decoding [`incoming`]'s, publishing [`publish`]'s.
 
-use std::collections::HashMap;
+mod incoming;
+mod publish;
+mod thread;
+
+pub(crate) use incoming::{open, Incoming, ProgressTicker};
+pub(crate) use publish::{publish_and_ack, publish_rows, split};
+pub(crate) use thread::{Ran, StageThread};
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{RecordBatch, UInt32Array};
-use arrow::compute::{concat_batches, take_record_batch};
+use arrow::array::RecordBatch;
+use arrow::compute::concat_batches;
 use arrow::datatypes::SchemaRef;
-use async_nats::jetstream::{self, AckKind};
-use tokio::sync::oneshot;
+use async_nats::jetstream;
 
-use super::codec::{check_version, decode_bounded, ClaimError, Outgoing, Pending};
 use super::dead_letter::{self, Refused};
 use super::metrics::NatsMetrics;
 use super::pull::{Puller, CLIENT_SLACK};
-use super::{
-    headers, message_id, record_ids, stage_revision, Connection, EdgeNames, REASON_STAGE_ERROR,
-};
+use super::{stage_revision, Connection, EdgeNames, REASON_STAGE_ERROR};
 use crate::error::{Error, Result};
-use crate::pipeline::{chain_label, BuildContext, Plan, Shutdown, StageChain};
-use crate::schema::{check_compatible, with_columns};
+use crate::pipeline::{chain_label, BuildContext, Plan, Shutdown};
 use crate::stages::StageConfig;
 use crate::telemetry::{Health, Metrics, StageMetrics};
 
@@ -120,153 +123,6 @@ fn locate(plan: &Plan, name: &str) -> Result<usize> {
             hits.len()
         ))),
     }
-}
-
-/// One unit of work for a stage thread.
-struct Job {
-    batch: RecordBatch,
-    reply: oneshot::Sender<Result<Vec<RecordBatch>>>,
-}
-
-/// How a batch sent to a stage thread ended.
-pub(crate) enum Ran {
-    /// The stage's output.
-    Done(Vec<RecordBatch>),
-    /// The stage failed on it.
-    Failed(Error),
-    /// It ran past the batch deadline; the thread is given up on.
-    TimedOut,
-}
-
-/// A thread owning the built stages of one chain (usually a single stage).
-pub(crate) struct StageThread {
-    jobs: flume::Sender<Job>,
-    name: String,
-    deadline: Duration,
-    /// Set once a batch ran past the deadline: the thread may never come back, so it
-    /// takes no more work and its loop builds a replacement.
-    stuck: std::sync::atomic::AtomicBool,
-}
-
-impl StageThread {
-    /// Builds the chain on a new thread; returns once its stages are built and started.
-    async fn start(
-        specs: Vec<(StageConfig, BuildContext)>,
-        metrics: StageMetrics,
-        deadline: Duration,
-    ) -> Result<StageThread> {
-        let (jobs, rx) = flume::bounded::<Job>(1);
-        let (ready_tx, ready) = oneshot::channel::<Result<()>>();
-        let name = chain_label(specs.iter().map(|(c, _)| c));
-        std::thread::Builder::new()
-            .name(format!("{name} stage"))
-            .spawn(move || {
-                let mut chain = match StageChain::build(&specs, metrics) {
-                    Ok(c) => {
-                        let _ = ready_tx.send(Ok(()));
-                        c
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return;
-                    }
-                };
-                while let Ok(job) = rx.recv() {
-                    let _ = job.reply.send(chain.process(job.batch));
-                }
-                // Each message's rows are published and acknowledged with it, so rows a
-                // stage held back until the end of input have no message to go with;
-                // say so rather than drop them silently.
-                match chain.flush() {
-                    Ok(out) if !out.is_empty() => tracing::error!(
-                        stage = chain.label(),
-                        rows = out.iter().map(|b| b.num_rows()).sum::<usize>(),
-                        "Stage flushed rows at shutdown that distributed mode cannot deliver."
-                    ),
-                    Ok(_) => {}
-                    Err(e) => tracing::error!(error = %e, "Flush at shutdown failed."),
-                }
-                if let Err(e) = chain.close() {
-                    tracing::error!(error = %e, "Close at shutdown failed.");
-                }
-            })
-            .map_err(|e| Error::io("stage thread", e))?;
-        ready
-            .await
-            .map_err(|_| Error::Runtime(format!("{name} stage thread died while building")))??;
-        Ok(StageThread {
-            jobs,
-            name,
-            deadline,
-            stuck: std::sync::atomic::AtomicBool::new(false),
-        })
-    }
-
-    fn is_stuck(&self) -> bool {
-        self.stuck.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Runs one batch within the deadline.
-    pub(crate) async fn run(&self, batch: RecordBatch) -> Ran {
-        if self.is_stuck() {
-            return Ran::TimedOut;
-        }
-        let (reply, rx) = oneshot::channel();
-        let gone = || Error::Runtime(format!("{} stage thread is gone", self.name));
-        let work = async {
-            self.jobs
-                .send_async(Job { batch, reply })
-                .await
-                .map_err(|_| gone())?;
-            rx.await.map_err(|_| gone())?
-        };
-        match tokio::time::timeout(self.deadline, work).await {
-            Ok(Ok(out)) => Ran::Done(out),
-            Ok(Err(e)) => Ran::Failed(e),
-            Err(_) => {
-                self.stuck.store(true, std::sync::atomic::Ordering::Relaxed);
-                Ran::TimedOut
-            }
-        }
-    }
-}
-
-/// Sends `+WPI` for `msgs` every `every` until dropped, so the server does not
-/// redeliver a batch that is still in inference. The batch deadline drops it: a batch
-/// past its deadline gets no more.
-pub(crate) struct ProgressTicker(tokio::task::JoinHandle<()>);
-
-impl ProgressTicker {
-    pub(crate) fn start(msgs: Vec<jetstream::Message>, every: Duration) -> ProgressTicker {
-        ProgressTicker(tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                for m in &msgs {
-                    if let Err(e) = m.ack_with(AckKind::Progress).await {
-                        tracing::debug!(error = %e, "Progress ack not sent.");
-                    }
-                }
-            }
-        }))
-    }
-}
-
-impl Drop for ProgressTicker {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// A received message and what is known about it.
-pub(crate) struct Incoming {
-    pub(crate) msg: jetstream::Message,
-    pub(crate) delivered: i64,
-    pub(crate) stream_sequence: u64,
-    pub(crate) claim: Option<String>,
-    /// The submission it descends from (see [`headers::SUBMISSION`]).
-    pub(crate) submission: String,
-    /// The decoded batch in the stage's input schema, or why it cannot be.
-    pub(crate) batch: std::result::Result<RecordBatch, Refused>,
 }
 
 /// Everything a stage loop shares.
@@ -377,7 +233,10 @@ pub async fn run(
         );
     }
     let poller = tokio::spawn(poll_consumer(pullers[0].consumer().clone(), ctx.nm.clone()));
-    let dlq = tokio::spawn(dead_letter::advisory_loop(ctx.clone(), shutdown.clone()));
+    let dlq = tokio::spawn(super::advisory::advisory_loop(
+        ctx.clone(),
+        shutdown.clone(),
+    ));
     let mut loops = Vec::new();
     for (k, (t, mut puller)) in threads.into_iter().zip(pullers).enumerate() {
         let ctx = ctx.clone();
@@ -467,56 +326,6 @@ async fn poll_consumer(mut consumer: jetstream::consumer::PullConsumer, nm: Nats
             Err(_) => tracing::debug!("Consumer info timed out."),
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-/// Decodes one message into the stage's input schema.
-async fn open(ctx: &Ctx, msg: jetstream::Message) -> Incoming {
-    let (delivered, stream_sequence) = match msg.info() {
-        Ok(i) => (i.delivered, i.stream_sequence),
-        Err(_) => (1, 0),
-    };
-    if delivered > 1 {
-        ctx.nm.redeliveries.inc();
-    }
-    // Known from the header even when the object cannot be read, so that a dead
-    // letter can forward it.
-    let mut claim = msg
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(headers::CLAIM))
-        .map(|v| v.as_str().to_string());
-    let limit = ctx.conn.nats.max_message_bytes;
-    let batch = async {
-        check_version(msg.headers.as_ref()).map_err(|e| Refused::retry(e.to_string()))?;
-        let (payload, c) = ctx
-            .conn
-            .payload(msg.headers.as_ref(), &msg.payload)
-            .await
-            .map_err(|e| match e {
-                ClaimError::TooLarge(m) => Refused::too_large(m, Vec::new()),
-                ClaimError::Unavailable(m) => Refused::retry(m),
-            })?;
-        claim = c.or(claim.take());
-        let b = decode_bounded(&payload, limit).map_err(|u| {
-            if u.too_large {
-                Refused::too_large(u.message, u.ids)
-            } else {
-                Refused::retry(u.message)
-            }
-        })?;
-        check_compatible(&ctx.in_schema, &b.schema())
-            .map_err(|d| Refused::retry(format!("payload does not fit {}: {d}", ctx.stage)))?;
-        with_columns(&b, ctx.in_schema.clone(), vec![]).map_err(|e| Refused::retry(e.to_string()))
-    }
-    .await;
-    Incoming {
-        submission: super::submission_of(msg.headers.as_ref()),
-        msg,
-        delivered,
-        stream_sequence,
-        claim,
-        batch,
     }
 }
 
@@ -627,134 +436,4 @@ fn past_deadline(ctx: &Ctx, what: &str) -> String {
 async fn time_out(ctx: &Ctx, mut inc: Incoming, why: String, sum: &mut WorkerSummary) {
     inc.batch = Err(Refused::timeout(why, inc.batch.as_ref().ok().cloned()));
     dead_letter::fail(ctx, inc, sum).await;
-}
-
-/// The stage's output rows, grouped by the input message their id came from.
-fn split(ctx: &Ctx, inputs: &[Incoming], outs: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
-    let out = concat_batches(&ctx.out_schema, &outs)?;
-    let mut owner: HashMap<String, usize> = HashMap::new();
-    for (k, inc) in inputs.iter().enumerate() {
-        if let Ok(b) = &inc.batch {
-            for id in record_ids(b)? {
-                owner.insert(id, k);
-            }
-        }
-    }
-    let mut rows: Vec<Vec<u32>> = vec![Vec::new(); inputs.len()];
-    for (r, id) in record_ids(&out)?.into_iter().enumerate() {
-        let k = owner.get(&id).ok_or_else(|| {
-            Error::Runtime(format!(
-                "{} emitted record {}, which was not in its input",
-                ctx.stage,
-                headers::escape(&id)
-            ))
-        })?;
-        rows[*k].push(r as u32);
-    }
-    rows.into_iter()
-        .map(|r| -> Result<RecordBatch> { Ok(take_record_batch(&out, &UInt32Array::from(r))?) })
-        .collect()
-}
-
-/// Sends `out` (rows of `inc`, whose input held `in_ids`) downstream without waiting;
-/// returns the rows sent and the publishes to settle.
-pub(crate) async fn send_rows(
-    ctx: &Ctx,
-    inc: &Incoming,
-    in_ids: &[String],
-    out: &RecordBatch,
-) -> Result<(usize, Vec<Pending>)> {
-    if out.num_rows() == 0 {
-        return Ok((0, Vec::new()));
-    }
-    let mid = message_id(&ctx.stage, &ctx.revision, &inc.submission, in_ids);
-    let edge = ctx.output.label();
-    let o = Outgoing {
-        subject: &ctx.output.subject,
-        stage: &ctx.stage,
-        edge: &edge,
-        message_id: &mid,
-        extra: vec![(headers::SUBMISSION, inc.submission.clone())],
-    };
-    let pending = ctx.conn.send_batch(&o, out).await?;
-    Ok((out.num_rows(), pending))
-}
-
-/// Waits until the server stored every publish of `pending`.
-pub(crate) async fn settle(ctx: &Ctx, pending: Vec<Pending>) -> Result<()> {
-    for p in pending {
-        if p.claimed {
-            ctx.nm.claims.inc();
-        }
-        let (_, secs) = p.wait().await?;
-        ctx.nm.publish_seconds.observe(secs);
-    }
-    Ok(())
-}
-
-/// [`send_rows`], then [`settle`]: returns the rows stored.
-pub(crate) async fn publish_rows(
-    ctx: &Ctx,
-    inc: &Incoming,
-    in_ids: &[String],
-    out: &RecordBatch,
-) -> Result<usize> {
-    let (rows, pending) = send_rows(ctx, inc, in_ids, out).await?;
-    settle(ctx, pending).await?;
-    Ok(rows)
-}
-
-/// Publishes each message's output, waits for the server's acks, then acknowledges
-/// the inputs whose output is stored. A failed publish returns its input for a retry.
-async fn publish_and_ack(
-    ctx: &Ctx,
-    inputs: Vec<Incoming>,
-    outputs: Vec<RecordBatch>,
-    sum: &mut WorkerSummary,
-) {
-    // Every output is sent before any acknowledgement is awaited, so the batch's
-    // publishes overlap.
-    let mut sent = Vec::with_capacity(inputs.len());
-    for (inc, out) in inputs.into_iter().zip(outputs) {
-        let r = match inc.batch.as_ref().map(record_ids) {
-            Ok(Ok(ids)) => send_rows(ctx, &inc, &ids, &out).await,
-            Ok(Err(e)) => Err(e),
-            Err(r) => Err(Error::Nats(r.message.clone())),
-        };
-        sent.push((inc, r));
-    }
-    let mut acks = Vec::new();
-    for (inc, r) in sent {
-        let stored = match r {
-            Ok((rows, pending)) => settle(ctx, pending).await.map(|()| rows),
-            Err(e) => Err(e),
-        };
-        match stored {
-            Ok(rows) => {
-                ctx.sm.records_out.inc_by(rows as u64);
-                acks.push(inc);
-            }
-            Err(e) => {
-                tracing::warn!(stage = %ctx.stage, error = %e, "Output not stored; the input will be retried.");
-                dead_letter::nak(ctx, &inc).await;
-            }
-        }
-    }
-    let done = futures_util::future::join_all(acks.iter().map(|inc| inc.msg.double_ack())).await;
-    for (inc, r) in acks.iter().zip(done) {
-        match r {
-            Ok(()) => {
-                sum.messages += 1;
-                sum.records += inc.batch.as_ref().map(|b| b.num_rows() as u64).unwrap_or(0);
-                if let Some(c) = &inc.claim {
-                    ctx.conn.release_claim(c).await;
-                }
-            }
-            // The server will redeliver it; the copy's output is dropped as a duplicate
-            // (same message id) or by the sink's id index.
-            Err(e) => {
-                tracing::warn!(stage = %ctx.stage, error = %e, "Acknowledgement not confirmed.")
-            }
-        }
-    }
 }

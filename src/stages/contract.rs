@@ -1,7 +1,14 @@
-//! The contract between the runtime and a stage.
+//! The contract between the runtime and a stage: the [`Stage`] trait and the
+//! [`BuildContext`] a stage is built with.
+//!
+//! It lives with the stages, not the runtime, so that a stage depends on nothing the
+//! runtime owns (`pipeline` names stages; stages never name `pipeline`).
+
+use std::path::PathBuf;
 
 use arrow::array::RecordBatch;
 
+use super::Hints;
 use crate::error::Result;
 
 /// One step of a pipeline, owned by exactly one runtime thread.
@@ -31,4 +38,20 @@ pub trait Stage: Send {
     fn close(&mut self) -> Result<()> {
         Ok(())
     }
+}
+
+/// What a stage's `build` may use: everything outside the pipeline file.
+#[derive(Debug, Clone, Default)]
+pub struct BuildContext {
+    /// The pipeline file's folder, for relative paths in it.
+    pub base_dir: PathBuf,
+    /// A model folder given on the command line, overriding the pipeline file's.
+    pub model_override: Option<PathBuf>,
+    /// An audio model folder given on the command line (`--audio-model`).
+    pub audio_model_override: Option<PathBuf>,
+    /// What the next stage asks of this one ([`StageSpec::upstream_hints`]), read
+    /// before any stage is built: e.g. the image size a caption model takes.
+    ///
+    /// [`StageSpec::upstream_hints`]: crate::stages::StageSpec::upstream_hints
+    pub downstream: Hints,
 }
