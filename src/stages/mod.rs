@@ -62,16 +62,56 @@ fn model_folder(
     }
 }
 
-/// Checks a device name (`auto`, `cpu`, `cuda` or `cuda:N`) without asking libtorch
-/// which devices exist: the model side does that when it builds the stage.
+/// A device as a pipeline file or flag names it, before anyone asks libtorch which
+/// devices exist (the model side does, when it builds the stage).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceName {
+    /// CUDA 0 when libtorch sees a GPU, else the CPU.
+    Auto,
+    /// The CPU.
+    Cpu,
+    /// CUDA device N (`cuda` is `cuda:0`).
+    Cuda(usize),
+}
+
+impl DeviceName {
+    /// Parses `auto`, `cpu`, `cuda` or `cuda:N`: the one grammar of every `device`
+    /// key and `--device` flag.
+    pub fn parse(s: &str) -> Result<DeviceName> {
+        match s {
+            "auto" => Ok(DeviceName::Auto),
+            "cpu" => Ok(DeviceName::Cpu),
+            "cuda" => Ok(DeviceName::Cuda(0)),
+            other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+                Some(Ok(n)) => Ok(DeviceName::Cuda(n)),
+                _ => Err(Error::Config(format!(
+                    "device {other:?}: expected auto, cpu, cuda or cuda:N"
+                ))),
+            },
+        }
+    }
+}
+
 fn check_device(s: &str) -> Result<()> {
-    match s {
-        "auto" | "cpu" | "cuda" => Ok(()),
-        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
-            Some(Ok(_)) => Ok(()),
-            _ => Err(Error::Config(format!(
-                "device {other:?}: expected auto, cpu, cuda or cuda:N"
-            ))),
-        },
+    DeviceName::parse(s).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DeviceName;
+
+    #[test]
+    fn device_names_parse_to_one_grammar() {
+        assert_eq!(DeviceName::parse("auto").unwrap(), DeviceName::Auto);
+        assert_eq!(DeviceName::parse("cpu").unwrap(), DeviceName::Cpu);
+        assert_eq!(DeviceName::parse("cuda").unwrap(), DeviceName::Cuda(0));
+        assert_eq!(DeviceName::parse("cuda:3").unwrap(), DeviceName::Cuda(3));
+        for bad in ["gpu", "cuda:", "cuda:-1", "cuda:x", "CPU", ""] {
+            let e = DeviceName::parse(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("expected auto, cpu, cuda or cuda:N"),
+                "{bad}: {e}"
+            );
+        }
     }
 }

@@ -110,6 +110,8 @@ impl CaptionConfig {
 
     pub(crate) fn validate(&self) -> Result<()> {
         self.generation().validate()?;
+        // Every process of a pipeline checks it, not only the caption worker.
+        crate::stages::check_device(&self.device)?;
         if self.threads == Some(0) {
             return Err(Error::Config("threads must be at least 1".into()));
         }

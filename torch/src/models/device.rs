@@ -3,19 +3,15 @@
 use tch::{Device, Kind};
 
 use capstream::error::{Error, Result};
+use capstream::stages::DeviceName;
 
-/// Parses `auto`, `cpu`, `cuda` or `cuda:N`. `auto` picks CUDA 0 when libtorch sees a GPU.
+/// Parses `auto`, `cpu`, `cuda` or `cuda:N` ([`DeviceName`]'s grammar). `auto` picks
+/// CUDA 0 when libtorch sees a GPU; a CUDA device libtorch does not see is an error.
 pub fn parse_device(s: &str) -> Result<Device> {
-    match s {
-        "auto" => Ok(Device::cuda_if_available()),
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => cuda(0),
-        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
-            Some(Ok(n)) => cuda(n),
-            _ => Err(Error::Config(format!(
-                "device {other:?}: expected auto, cpu, cuda or cuda:N"
-            ))),
-        },
+    match DeviceName::parse(s)? {
+        DeviceName::Auto => Ok(Device::cuda_if_available()),
+        DeviceName::Cpu => Ok(Device::Cpu),
+        DeviceName::Cuda(n) => cuda(n),
     }
 }
 
