@@ -295,3 +295,82 @@ fn shipped_nats_configs_require_tls_and_users_and_are_valid() {
         );
     }
 }
+
+/// The image a role's YAML block names, and the stage it runs (`None` for sink and
+/// submit).
+fn role_image(block: &str) -> Option<(Option<String>, String)> {
+    let image = block
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("image: capstream"))?;
+    let image = format!("capstream{}", image.split_whitespace().next()?);
+    let stage = block
+        .split("\"--stage\", \"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .map(str::to_string);
+    Some((stage, image))
+}
+
+#[test]
+fn roles_that_run_no_model_use_the_lean_image() {
+    let cfg = PipelineConfig::load(&repo().join("pipelines/nats.toml")).unwrap();
+    let runs_model = |stage: &str| {
+        cfg.stages
+            .iter()
+            .find(|s| s.name() == stage)
+            .unwrap_or_else(|| panic!("{stage} is not in pipelines/nats.toml"))
+            .needs_model_side()
+    };
+    let k8s = std::fs::read_to_string(repo().join("deploy/k8s/workers.yaml")).unwrap();
+    let compose = std::fs::read_to_string(repo().join("deploy/compose.yaml")).unwrap();
+    // Compose services inherit the lean image from x-worker unless they name another.
+    let lean_default = compose.contains("x-worker: &worker\n  image: capstream-lean:latest");
+    assert!(lean_default, "x-worker must default to capstream-lean");
+    let mut blocks: Vec<String> = Vec::new();
+    for line in compose.lines() {
+        let service = line.starts_with("  ") && !line.starts_with("   ") && line.ends_with(':');
+        if service || blocks.is_empty() {
+            blocks.push(String::new());
+        }
+        let last = blocks.last_mut().unwrap();
+        last.push_str(line);
+        last.push('\n');
+    }
+    let services: Vec<String> = blocks
+        .into_iter()
+        .filter(|s| s.contains("<<: *worker"))
+        .map(|s| {
+            if s.contains("image: capstream") {
+                s.to_string()
+            } else {
+                format!("image: capstream-lean:latest\n{s}")
+            }
+        })
+        .collect();
+    let mut seen = (0, 0);
+    for (file, block) in yaml_docs(&k8s)
+        .into_iter()
+        .map(|d| ("k8s/workers.yaml", d.to_string()))
+        .chain(services.into_iter().map(|s| ("compose.yaml", s)))
+    {
+        let Some((stage, image)) = role_image(&block) else {
+            continue;
+        };
+        let model = stage.as_deref().is_some_and(runs_model);
+        let want = if model {
+            "capstream:latest"
+        } else {
+            "capstream-lean:latest"
+        };
+        assert_eq!(image, want, "{file}: the role running {stage:?}");
+        if model {
+            seen.0 += 1;
+        } else {
+            seen.1 += 1;
+        }
+    }
+    // caption and neural_audio in both files; decode, speak, score, sink and submit
+    // in both. Every worker's stage is in the pipeline it names (runs_model panics
+    // otherwise).
+    assert_eq!(seen, (4, 10), "model roles, lean roles");
+}
