@@ -16,8 +16,10 @@ setup:
 build: setup
 	cargo build --release --locked --workspace
 
+# Then the GPU check on the CPU (--dry-run), so that it cannot rot between GPU runs.
 test: build
 	cargo test --release --locked --workspace
+	bash benches/gpu/run.sh --dry-run --out target/gpu-dry-run.json
 
 lint: setup
 	cargo fmt --all --check
