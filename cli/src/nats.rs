@@ -138,12 +138,8 @@ pub struct Common {
 }
 
 impl Common {
-    /// Writes `metrics` to `--metrics-file`, if one was given.
     fn write_metrics(&self, metrics: &Metrics) -> Result<()> {
-        if let Some(path) = &self.metrics_file {
-            metrics.write_textfile(path)?;
-        }
-        Ok(())
+        super::run::write_metrics_file(self.metrics_file.as_deref(), metrics)
     }
 }
 
@@ -481,9 +477,7 @@ pub(super) fn run_local(
         };
         let submitted = submit::run(conn.clone(), opts, shutdown.clone(), metrics.clone()).await;
         // This process runs the submitter; the workers and the sink write their own.
-        if let Some(path) = &args.metrics_file {
-            metrics.write_textfile(path)?;
-        }
+        super::run::write_metrics_file(args.metrics_file.as_deref(), &metrics)?;
         let submitted = submitted?;
         tracing::info!(records = submitted.records, "Input submitted; waiting for the workers.");
         // Done when every edge stream is empty: each stage removes its input only after

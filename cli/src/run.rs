@@ -63,6 +63,15 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     Ok(run_pipeline(args)?.0)
 }
 
+/// Writes `metrics` to `--metrics-file`, when one was given: every command that takes
+/// the flag writes its final figures this way, after its run and before its error.
+pub(super) fn write_metrics_file(path: Option<&std::path::Path>, metrics: &Metrics) -> Result<()> {
+    if let Some(path) = path {
+        metrics.write_textfile(path)?;
+    }
+    Ok(())
+}
+
 /// The ids already committed in `output` when resuming; otherwise `output` must hold
 /// no committed part file (a second run would write every id again).
 pub(super) fn ids_to_skip(output: &std::path::Path, resume: bool) -> Result<HashSet<String>> {
@@ -136,9 +145,7 @@ pub(super) fn run_pipeline(args: RunArgs) -> Result<(ExitCode, Option<serde_json
         let progress = Arc::new(Progress::default());
         let bar = show_bar.then(|| spawn_bar(progress.clone()));
         let result = pipeline.run(shutdown, metrics.clone(), progress).await;
-        if let Some(path) = &args.metrics_file {
-            metrics.write_textfile(path)?;
-        }
+        write_metrics_file(args.metrics_file.as_deref(), &metrics)?;
         if let Some((bar, task)) = bar {
             task.abort();
             bar.finish_and_clear();

@@ -17,11 +17,12 @@ mod batcher;
 mod chain;
 mod runtime;
 mod shutdown;
+mod source;
 
-pub(crate) use chain::error_counts;
 pub use chain::{chain_label, StageChain};
 pub use runtime::{Progress, RunSummary};
 pub use shutdown::Shutdown;
+pub(crate) use source::CountedSource;
 // The stage contract lives with the stages; the runtime only drives it.
 pub use crate::stages::{BuildContext, Stage};
 

@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::chain::{error_counts, StageChain};
+use super::source::CountedSource;
 use super::{batcher, Pipeline, Shutdown};
 use crate::error::{Error, Result};
 use crate::sinks::Commit;
@@ -65,7 +66,7 @@ impl Pipeline {
         let started = Instant::now();
         let Pipeline {
             plan,
-            mut source,
+            source,
             mut sink,
             contexts,
         } = self;
@@ -78,6 +79,7 @@ impl Pipeline {
         }
         let (tx, mut rx) = mpsc::channel::<RecordBatch>(cap);
         let src_metrics = metrics.stage("source");
+        let mut source = CountedSource::new(source, src_metrics.clone());
         let batch_cfg = plan.config.batch;
         let sd = shutdown.clone();
         let prog = progress.clone();
@@ -90,15 +92,10 @@ impl Pipeline {
                     }
                     let t = Instant::now();
                     let next = source.next_batch(batch_cfg.max_rows, batch_cfg.max_bytes)?;
-                    let skipped = source.skipped();
-                    let prev = prog.skipped.swap(skipped, Ordering::Relaxed);
-                    src_metrics.skipped(skipped.saturating_sub(prev));
+                    prog.skipped.store(source.skipped(), Ordering::Relaxed);
                     let Some(batch) = next else { break };
                     src_metrics.batch_seconds.observe(t.elapsed().as_secs_f64());
                     src_metrics.records_out.inc_by(batch.num_rows() as u64);
-                    for (k, n) in error_counts(&batch) {
-                        src_metrics.failed(&k, n);
-                    }
                     src_metrics.batches.inc();
                     src_metrics.beat();
                     if tx.blocking_send(batch).is_err() {

@@ -19,7 +19,7 @@ use super::codec::{encode_within, Outgoing, Pending};
 use super::metrics::NatsMetrics;
 use super::{message_id, record_ids, Connection, SOURCE};
 use crate::error::{Error, Result};
-use crate::pipeline::{error_counts, Plan, Shutdown};
+use crate::pipeline::{CountedSource, Plan, Shutdown};
 use crate::sources::SourceInput;
 use crate::telemetry::Metrics;
 
@@ -85,29 +85,20 @@ pub async fn run(
     let started = Instant::now();
     let plan = opts.plan;
     let n = plan.config.nats.clone();
-    let mut source = plan.config.source.build(&opts.input, opts.skip.clone())?;
+    let source = plan.config.source.build(&opts.input, opts.skip.clone())?;
     let rows = n.records_per_message;
     let max_bytes = plan.config.batch.max_bytes;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(4);
     let sd = shutdown.clone();
     let nm = NatsMetrics::new(&metrics, &plan.config.name, SOURCE);
     let sm = metrics.stage(SOURCE);
-    let source_metrics = sm.clone();
-    // Counted as embedded mode's source thread counts them: skipped records and the
-    // error rows the source itself made (an unreadable or oversized file).
+    // Counted as embedded mode's source thread counts it.
+    let mut source = CountedSource::new(source, sm.clone());
     let reader = tokio::task::spawn_blocking(move || -> Result<()> {
-        let mut skipped = 0;
         while !sd.is_stopping() {
-            let next = source.next_batch(rows, max_bytes)?;
-            let now = source.skipped();
-            source_metrics.skipped(now.saturating_sub(skipped));
-            skipped = now;
-            let Some(b) = next else {
+            let Some(b) = source.next_batch(rows, max_bytes)? else {
                 break;
             };
-            for (kind, n) in error_counts(&b) {
-                source_metrics.failed(&kind, n);
-            }
             if tx.blocking_send(b).is_err() {
                 break;
             }
