@@ -86,7 +86,7 @@ type = "parquet"
         committed(&out).len(),
         all(&[&decode, &sink, &sub])
     );
-    assert!(sub.child.wait().unwrap().success(), "{}", sub.log());
+    assert!(sub.exits_ok(180), "{}", sub.log());
     std::thread::sleep(Duration::from_millis(800));
     let mut c: HashMap<String, usize> = HashMap::new();
     for id in committed(&out) {
@@ -215,7 +215,7 @@ type = "parquet"
             &["submit", "--input", input.to_str().unwrap()],
         );
         step_down(&[&decode, &sink, &sub]);
-        assert!(sub.child.wait().unwrap().success(), "{}", sub.log());
+        assert!(sub.exits_ok(180), "{}", sub.log());
         step_down(&[&decode, &sink]);
     }
     assert!(

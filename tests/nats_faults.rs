@@ -192,7 +192,7 @@ fn killing_one_of_two_caption_workers_loses_and_duplicates_nothing() {
         committed(&out).len(),
         logs_of(&[&decode, &victim, &survivor, &sink, &sub])
     );
-    assert!(sub.child.wait().unwrap().success(), "{}", sub.log());
+    assert!(sub.exits_ok(180), "{}", sub.log());
     // Let any late duplicate arrive before judging.
     std::thread::sleep(Duration::from_millis(800));
     let ids = committed(&out);
@@ -293,7 +293,7 @@ fn a_poison_record_is_dead_lettered_and_becomes_an_error_row() {
         committed(&out).len(),
         logs_of(&[&decode, &caption, &sink, &sub])
     );
-    assert!(sub.child.wait().unwrap().success());
+    assert!(sub.exits_ok(180));
 
     let batches = crate::util::read_output(&out);
     let mut poison = None;
@@ -432,7 +432,7 @@ max_file_rows = 25
         committed(&out).len(),
         logs_of(&[&decode, &first, &second, &sub])
     );
-    assert!(sub.child.wait().unwrap().success());
+    assert!(sub.exits_ok(180));
     std::thread::sleep(Duration::from_millis(800));
     let c = counts(&committed(&out));
     assert_eq!(c.len(), n);
@@ -658,7 +658,7 @@ fn an_id_with_a_line_break_and_a_10_kb_error_are_escaped_not_fatal() {
         committed(&out).len(),
         logs_of(&[&decode, &caption, &sink, &sub])
     );
-    assert!(sub.child.wait().unwrap().success());
+    assert!(sub.exits_ok(180));
     // The record keeps its real id in the output, with the whole error.
     let batches = crate::util::read_output(&out);
     let mut found = false;
@@ -842,7 +842,7 @@ fn a_batch_past_its_deadline_is_redelivered_then_becomes_timeout_rows() {
         committed(&out).len(),
         logs_of(&[&decode, &caption, &speak, &sink, &sub])
     );
-    assert!(sub.child.wait().unwrap().success());
+    assert!(sub.exits_ok(180));
     for b in crate::util::read_output(&out) {
         for (k, e) in crate::util::strings(&b, "error_kind")
             .into_iter()
@@ -937,7 +937,7 @@ type = "parquet"
     let mut decode = worker("decode", "decode_image", &pw, &url, logs, Some(port));
     let mut sink = sink("sink", &pa, &url, &out, logs);
     let mut sub = submit(&pa, &url, &input, logs);
-    assert!(sub.child.wait().unwrap().success(), "{}", sub.log());
+    assert!(sub.exits_ok(180), "{}", sub.log());
     assert!(
         wait_for(30, || decode.log().contains(
             "Consumer reports pending messages but pulls return nothing"

@@ -266,6 +266,23 @@ impl Proc {
         }
     }
 
+    /// Waits up to `secs` for it to end by itself; true when it exited with 0. Past
+    /// `secs` it is killed and false returned, so a stuck role fails its test instead
+    /// of hanging it.
+    pub fn exits_ok(&mut self, secs: u64) -> bool {
+        let end = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return s.success();
+            }
+            if Instant::now() > end {
+                self.kill();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// kill -9.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

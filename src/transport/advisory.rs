@@ -33,22 +33,16 @@ pub(crate) async fn advisory_loop(ctx: Arc<Ctx>, shutdown: Shutdown) -> u64 {
     let mut n = 0;
     let name = super::dead_letter_consumer(&ctx.input.to);
     let stream = ctx.conn.topology.advisory_stream.clone();
+    // Registered once bound, as the stage loops are: waiting out a leader election is
+    // not a stall.
+    let Some(mut puller) =
+        Puller::bind_until(&ctx.conn, &stream, &name, ctx.nm.clone(), None, &shutdown).await
+    else {
+        return n;
+    };
     let beat = ctx
         .health
         .register(format!("{} advisory loop", ctx.stage), ctx.loop_allowance());
-    let mut puller = loop {
-        beat.beat();
-        match Puller::bind(&ctx.conn, &stream, &name, ctx.nm.clone(), None).await {
-            Ok(p) => break p,
-            Err(e) => {
-                tracing::warn!(error = %e, "Advisory consumer unavailable; retrying.");
-                if shutdown.is_stopping() {
-                    return n;
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    };
     while !shutdown.is_stopping() {
         beat.beat();
         let msgs = match puller.pull(16, ctx.idle, Duration::ZERO).await {

@@ -23,6 +23,7 @@ use futures_util::StreamExt;
 use super::metrics::NatsMetrics;
 use super::{nats_err, Connection};
 use crate::error::{Error, Result};
+use crate::pipeline::Shutdown;
 use crate::telemetry::Flag;
 
 /// The shortest expiry a pull request is given. A request that expires within a few
@@ -105,6 +106,32 @@ impl Puller {
             nm,
             bound,
         })
+    }
+
+    /// [`Puller::bind`], retried every second until it succeeds or `shutdown` stops
+    /// the process (then `None`). A stream or consumer whose leader is being elected
+    /// answers nothing for a while ("no answer in 5 s"); a role started then, or
+    /// restarted by its supervisor, must wait for the new leader, not exit.
+    pub async fn bind_until(
+        conn: &Connection,
+        stream: &str,
+        name: &str,
+        nm: NatsMetrics,
+        bound: Option<Flag>,
+        shutdown: &Shutdown,
+    ) -> Option<Puller> {
+        loop {
+            match Puller::bind(conn, stream, name, nm.clone(), bound.clone()).await {
+                Ok(p) => return Some(p),
+                Err(e) => {
+                    tracing::warn!(error = %e, consumer = name, stream, "Consumer unavailable; retrying.");
+                    if shutdown.is_stopping() {
+                        return None;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
     }
 
     /// The consumer, for its info.

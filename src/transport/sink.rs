@@ -214,7 +214,18 @@ pub async fn run(
     let n = &plan.config.nats;
     let nm = NatsMetrics::new(&metrics, &plan.config.name, SINK);
     let bound = health.flag(format!("consumer {SINK} on {} bound", edge.stream));
-    let mut puller = Puller::bind(&conn, &edge.stream, SINK, nm.clone(), Some(bound)).await?;
+    let Some(mut puller) = Puller::bind_until(
+        &conn,
+        &edge.stream,
+        SINK,
+        nm.clone(),
+        Some(bound),
+        &shutdown,
+    )
+    .await
+    else {
+        return Ok(SinkSummary::default());
+    };
     let beat = health.register(
         "sink loop",
         Duration::from_millis(n.commit_interval_ms.max(n.idle_wait_ms)) * 3

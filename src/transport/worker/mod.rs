@@ -221,16 +221,19 @@ pub async fn run(
     // One puller per stage thread: each keeps its own stall accounting.
     let mut pullers = Vec::new();
     for _ in 0..threads.len() {
-        pullers.push(
-            Puller::bind(
-                &ctx.conn,
-                &ctx.input.stream,
-                &ctx.input.to,
-                ctx.nm.clone(),
-                Some(bound.clone()),
-            )
-            .await?,
-        );
+        let Some(p) = Puller::bind_until(
+            &ctx.conn,
+            &ctx.input.stream,
+            &ctx.input.to,
+            ctx.nm.clone(),
+            Some(bound.clone()),
+            &shutdown,
+        )
+        .await
+        else {
+            return Ok(WorkerSummary::default());
+        };
+        pullers.push(p);
     }
     let poller = tokio::spawn(poll_consumer(pullers[0].consumer().clone(), ctx.nm.clone()));
     let dlq = tokio::spawn(super::advisory::advisory_loop(
