@@ -1,8 +1,11 @@
 //! `models/default` on held-out images: the shipped model names the drawn shapes and
 //! colours at the rate its card claims, it beats the best constant caption by the
-//! margin the card reports, and transformers loads it to the same greedy ids.
+//! margin the card reports, no caption is cut off by the token budget, and
+//! transformers loads it to the same greedy ids.
 
-use crate::util::{capstream, repo};
+use arrow::array::{Array, Int64Array, ListArray};
+
+use crate::util::{capstream, read_output, repo};
 
 fn json(path: &std::path::Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -46,6 +49,37 @@ fn default_model_names_shapes_and_colours_at_the_card_rate() {
         String::from_utf8_lossy(&res.stderr)
     );
     let got = json(&out.join("run/eval.json"));
+    // Every caption ended with [SEP] inside the budget generation_config.json gives:
+    // none is cut mid-sentence.
+    let config = json(&model.join("config.json"));
+    let sep = config["text_config"]["sep_token_id"].as_i64().unwrap();
+    let budget = json(&model.join("generation_config.json"))["max_new_tokens"]
+        .as_u64()
+        .expect("generation_config.json sets max_new_tokens");
+    assert!(
+        budget >= 32,
+        "{budget} new tokens cannot hold the longest references"
+    );
+    let mut captions = 0;
+    for b in read_output(&out.join("run")) {
+        let ids = b
+            .column_by_name("caption_token_ids")
+            .expect("caption_token_ids")
+            .as_any()
+            .downcast_ref::<ListArray>()
+            .unwrap();
+        for i in 0..b.num_rows() {
+            let row = ids.value(i);
+            let row = row.as_any().downcast_ref::<Int64Array>().unwrap();
+            assert_eq!(
+                row.value(row.len() - 1),
+                sep,
+                "caption {i} was cut: {row:?}"
+            );
+            captions += 1;
+        }
+    }
+    assert_eq!(captions, 100);
     assert_eq!(got["rows"], 100);
     assert_eq!(got["ok_rows"], 100);
     for key in [

@@ -1,5 +1,6 @@
 //! The `neural_audio` stage: every captioned row gets the log-mel and waveform the
-//! checkpoint computes from that row's image embedding; error rows keep null audio;
+//! checkpoint computes from that row's caption and image embedding; error rows keep
+//! null audio;
 //! Griffin-Lim works as the untrained vocoder; a caption model of another width stops
 //! the run with a clear message.
 
@@ -57,15 +58,19 @@ fn floats(l: &ListArray, i: usize) -> Vec<f32> {
         .to_vec()
 }
 
-/// Runs the pipeline on the fixture images (4 good, 5 bad); returns rows by id with
-/// (status, embedding, mel, wav bytes).
-#[allow(clippy::type_complexity)]
-fn run(
-    vocoder: &str,
-) -> (
-    tempfile::TempDir,
-    HashMap<String, (String, Option<Vec<f32>>, Option<Vec<f32>>, Option<Vec<u8>>)>,
-) {
+/// One output row.
+#[derive(Debug, Clone, PartialEq)]
+struct Row {
+    status: String,
+    caption: Option<String>,
+    emb: Option<Vec<f32>>,
+    mel: Option<Vec<f32>>,
+    frames: Option<u32>,
+    wav: Option<Vec<u8>>,
+}
+
+/// Runs the pipeline on the fixture images (4 good, 5 bad); returns rows by id.
+fn run(vocoder: &str) -> (tempfile::TempDir, HashMap<String, Row>) {
     let dir = tempfile::tempdir().unwrap();
     let p = pipeline(dir.path(), &pipeline_text("tiny_b", vocoder));
     let out = dir.path().join("out");
@@ -79,6 +84,7 @@ fn run(
     for b in read_output(&out) {
         let ids = strings(&b, "id");
         let status = strings(&b, "status");
+        let captions = strings(&b, "caption");
         let emb = col::<ListArray>(&b, "image_embedding");
         let mel = col::<ListArray>(&b, "neural_mel");
         let frames = col::<UInt32Array>(&b, "neural_mel_frames");
@@ -90,17 +96,23 @@ fn run(
             assert_eq!(wav.is_valid(i), ok);
             assert_eq!(frames.is_valid(i), ok);
             if ok {
-                assert_eq!(frames.value(i), 64);
+                // The generator chooses the length: at least 2 frames, at most the
+                // config's max_frames, and the log-mel holds 80 bands of them.
+                let f = frames.value(i);
+                assert!((2..=320).contains(&f), "{f} frames");
+                assert_eq!(floats(mel, i).len(), 80 * f as usize);
                 assert_eq!(rate.value(i), 16000);
             }
             rows.insert(
                 ids[i].clone().unwrap(),
-                (
-                    status[i].clone().unwrap(),
-                    emb.is_valid(i).then(|| floats(emb, i)),
-                    mel.is_valid(i).then(|| floats(mel, i)),
-                    wav.is_valid(i).then(|| wav.value(i).to_vec()),
-                ),
+                Row {
+                    status: status[i].clone().unwrap(),
+                    caption: captions[i].clone(),
+                    emb: emb.is_valid(i).then(|| floats(emb, i)),
+                    mel: mel.is_valid(i).then(|| floats(mel, i)),
+                    frames: frames.is_valid(i).then(|| frames.value(i)),
+                    wav: wav.is_valid(i).then(|| wav.value(i).to_vec()),
+                },
             );
         }
     }
@@ -126,7 +138,7 @@ fn every_row_gets_the_checkpoints_audio_for_its_embedding() {
         })
         .count();
     assert_eq!(rows.len(), n_images, "one row per input");
-    let ok: Vec<_> = rows.iter().filter(|(_, r)| r.0 == "ok").collect();
+    let ok: Vec<_> = rows.iter().filter(|(_, r)| r.status == "ok").collect();
     assert!(ok.len() >= 2, "fixture has decodable images");
     let model = NeuralAudio::from_dir(
         &repo().join("tests/fixtures/neural_audio/model"),
@@ -134,18 +146,20 @@ fn every_row_gets_the_checkpoints_audio_for_its_embedding() {
     )
     .unwrap();
     let mut mels = Vec::new();
-    for (id, (_, emb, mel, wav)) in &ok {
-        let emb = emb.as_ref().unwrap();
-        let want = model.synthesize(&[emb]).unwrap().remove(0);
+    for (id, row) in &ok {
+        let emb = row.emb.as_ref().unwrap();
+        let caption = row.caption.as_deref().unwrap();
+        let want = model.synthesize(&[(emb, caption)]).unwrap().remove(0);
+        assert_eq!(row.frames, Some(want.frames as u32), "{id}");
         // The stage runs rows in micro-batches; libtorch may pick other kernels for
         // another batch size, so equal up to float rounding, not bit for bit.
-        let mel_diff = max_diff(mel.as_ref().unwrap(), &want.mel_db);
+        let mel_diff = max_diff(row.mel.as_ref().unwrap(), &want.mel_db);
         assert!(mel_diff < 1e-3, "{id}: log-mel off by {mel_diff} dB");
-        let bytes = wav.as_ref().unwrap();
-        let audio = read_wav(bytes, 10.0).unwrap();
+        let bytes = row.wav.as_ref().unwrap();
+        let audio = read_wav(bytes, 20.0).unwrap();
         assert_eq!(audio.sample_rate, 16000);
         let got = audio.mono();
-        assert_eq!(got.len(), 63 * 512);
+        assert_eq!(got.len(), (want.frames - 1) * 512);
         let worst = max_diff(&got, &want.waveform);
         assert!(
             worst <= 1.0 / 32767.0 + 1e-5,
@@ -153,10 +167,11 @@ fn every_row_gets_the_checkpoints_audio_for_its_embedding() {
         );
         let file = dir.path().join(format!("out/wav/{id}.neural.wav"));
         assert_eq!(&std::fs::read(&file).unwrap(), bytes, "{}", file.display());
-        mels.push(mel.clone().unwrap());
+        mels.push(row.mel.clone().unwrap());
     }
+    mels.sort_by(|a, b| a.partial_cmp(b).unwrap());
     mels.dedup();
-    assert_eq!(mels.len(), ok.len(), "different images, different log-mels");
+    assert_eq!(mels.len(), ok.len(), "different rows, different log-mels");
 }
 
 #[test]
@@ -164,15 +179,15 @@ fn griffin_lim_vocodes_the_same_log_mel() {
     let (_d1, neural) = run("neural");
     let (_d2, gl) = run("griffin_lim");
     let mut compared = 0;
-    for (id, (status, _, mel, wav)) in &gl {
+    for (id, row) in &gl {
         let other = &neural[id];
-        assert_eq!(status, &other.0);
-        if status == "ok" {
-            assert_eq!(mel, &other.2, "{id}: same generator output");
-            let a = read_wav(wav.as_ref().unwrap(), 10.0).unwrap().mono();
-            assert_eq!(a.len(), 63 * 512);
+        assert_eq!(row.status, other.status);
+        if row.status == "ok" {
+            assert_eq!(row.mel, other.mel, "{id}: same generator output");
+            let a = read_wav(row.wav.as_ref().unwrap(), 20.0).unwrap().mono();
+            assert_eq!(a.len(), (row.frames.unwrap() as usize - 1) * 512);
             assert_ne!(
-                wav, &other.3,
+                row.wav, other.wav,
                 "{id}: Griffin-Lim audio equals the neural vocoder's"
             );
             compared += 1;

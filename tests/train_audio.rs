@@ -85,17 +85,35 @@ fn training_lowers_the_loss_and_checkpoints_reload_identically() {
         );
     }
     for k in [
-        "val_mel_mse_db2",
+        "val_generator_mel_mse_db2",
+        "val_generator_mcd",
+        "val_generator_norm_mse",
+        "val_generator_norm_snr_db",
+        "val_generator_norm_sc",
+        "val_generator_aligned_mel_mse_db2",
+        "mean_mel_mel_mse_db2",
+        "mean_mel_mcd",
         "val_vocoder_mse",
         "val_vocoder_snr_db",
         "val_vocoder_sc",
+        "val_vocoder_lsd_db",
+        "val_vocoder_mcd",
+        "val_vocoder_lsd_db_abs",
         "val_end_to_end_sc",
         "griffin_lim_sc",
         "griffin_lim_snr_db",
+        "griffin_lim_lsd_db",
+        "griffin_lim_mcd",
     ] {
         f(epochs[3], k);
     }
-    assert!(f(epochs[3], "val_mel_mse_db2") < f(epochs[0], "val_mel_mse_db2"));
+    // The relative floor can only tighten LSD against the pinned absolute one.
+    assert!(f(epochs[3], "val_vocoder_lsd_db") <= f(epochs[3], "val_vocoder_lsd_db_abs"));
+    let k = "val_generator_aligned_mel_mse_db2";
+    assert!(
+        f(epochs[3], k) < f(epochs[0], k),
+        "{k} did not fall: {log:?}"
+    );
 
     for e in 1..=4 {
         let c = out.join(format!("checkpoint-epoch-{e}"));
@@ -118,17 +136,21 @@ fn training_lowers_the_loss_and_checkpoints_reload_identically() {
     let a = NeuralAudio::from_dir(&out, tch::Device::Cpu).unwrap();
     let b = NeuralAudio::from_dir(&out.join("checkpoint-epoch-4"), tch::Device::Cpu).unwrap();
     let emb: Vec<f32> = (0..48).map(|i| (i as f32 * 0.37).sin()).collect();
+    let text = "two small red circles";
     let (x, y) = (
-        a.synthesize(&[&emb]).unwrap().remove(0),
-        b.synthesize(&[&emb]).unwrap().remove(0),
+        a.synthesize(&[(&emb, text)]).unwrap().remove(0),
+        b.synthesize(&[(&emb, text)]).unwrap().remove(0),
     );
     assert_eq!(x, y);
-    assert_eq!(x.mel_db.len(), 80 * 64);
-    assert_eq!(x.waveform.len(), 63 * 512);
+    assert!(x.frames >= 2);
+    assert_eq!(x.mel_db.len(), 80 * x.frames);
+    assert_eq!(x.waveform.len(), (x.frames - 1) * 512);
     assert!(x.waveform.iter().any(|&s| s != 0.0));
-    // The generator depends on the image: another embedding, another log-mel.
+    // The generator depends on the image and on the words.
     let other: Vec<f32> = emb.iter().map(|v| -v).collect();
-    assert_ne!(a.synthesize(&[&other]).unwrap()[0].mel_db, x.mel_db);
+    assert_ne!(a.synthesize(&[(&other, text)]).unwrap()[0].mel_db, x.mel_db);
+    let longer = "a checkered background with two small red circles and a large blue star";
+    assert_ne!(a.synthesize(&[(&emb, longer)]).unwrap()[0].mel_db, x.mel_db);
 }
 
 #[test]
@@ -159,7 +181,8 @@ fn a_seed_fixes_the_result_and_resume_ends_where_the_full_run_does() {
     for k in [
         "train_generator_loss",
         "train_vocoder_loss",
-        "val_mel_mse_db2",
+        "val_generator_mel_mse_db2",
+        "val_vocoder_sc",
     ] {
         assert_eq!(a[k], b[k], "{k}");
     }

@@ -90,8 +90,8 @@ def report(work, runs, n_in, n_whole, s_in, s_whole, g_in, g_whole, lib, version
 
     lib = float(lib)
     rows = [
-        ("capstream vocode, neural, default size (128 ch, 8x8x8)", float(n_in), float(n_whole), q("neural_default")),
-        ("capstream vocode, neural, fixture size (32 ch)", float(s_in), float(s_whole), q("neural")),
+        ("capstream vocode, neural, models/default/audio (Vocos, 6 x 128)", float(n_in), float(n_whole), q("neural_default")),
+        ("capstream vocode, neural, test fixture (Vocos, 2 x 32, barely trained)", float(s_in), float(s_whole), q("neural")),
         ("capstream vocode, Griffin-Lim (32 iter, NNLS mel inverse)", float(g_in), float(g_whole), q("griffin-lim")),
         ("librosa mel_to_audio (Griffin-Lim, 32 iter)", lib, None, q("librosa", npy=True)),
     ]
@@ -110,10 +110,10 @@ def report(work, runs, n_in, n_whole, s_in, s_whole, g_in, g_whole, lib, version
     for name, inner, whole, quality in rows:
         w = f"{whole:.3f}" if whole is not None else ""
         print(f"| {name} | {inner:.3f} | {inner / audio_s:.4f} | {audio_s / inner:.0f} | {w} | {lib / inner:.2f}x | {quality:.3f} |")
-    print("\nThe neural vocoders here are timed, not judged: the default-size one trained one epoch on the")
-    print("16-clip fixture, so its spectral convergence says nothing about a trained vocoder (see the")
-    print("default model's card for that). Griffin-Lim needs no training; its column compares the two")
-    print("implementations (different initial phases: capstream zero, librosa random).")
+    print("\nThe default model's vocoder is the trained one `make demo` runs (these sentences are not")
+    print("its training clips); the fixture's trained on 16 clips and is timed, not judged. Griffin-Lim")
+    print("needs no training; its column compares the two implementations (different initial phases:")
+    print("capstream zero, librosa random).")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ use clap::Args;
 
 use capstream::dsp::resample::{resample, Quality};
 use capstream::dsp::wav::read_wav;
-use capstream::metrics::audio::{score_audio, AudioMetricParams};
+use capstream::metrics::audio::{score_audio, AudioMetricParams, PowerFloor};
 use capstream::train::log::num;
 
 #[derive(Debug, Args)]
@@ -30,6 +30,10 @@ pub struct AudioMetricsArgs {
     /// Cepstral coefficients compared by MCD (c1..=cN; c0 excluded).
     #[arg(long, default_value_t = 13)]
     n_mcd: usize,
+    /// LSD and MCD floor both spectra this many dB below the reference's peak (default:
+    /// the pinned 1e-10 absolute floor).
+    #[arg(long)]
+    floor_db: Option<f64>,
     /// Longer files are refused (seconds).
     #[arg(long, default_value_t = 600.0)]
     max_seconds: f64,
@@ -57,6 +61,11 @@ pub fn run(args: AudioMetricsArgs) -> Result<ExitCode> {
         hop: args.hop,
         n_mels: args.n_mels,
         n_mcd: args.n_mcd,
+        floor: match args.floor_db {
+            Some(db) if db.is_finite() && db > 0.0 => PowerFloor::BelowPeak(db),
+            Some(db) => anyhow::bail!("--floor-db must be a positive number of dB, not {db}"),
+            None => PowerFloor::Absolute,
+        },
     };
     if p.n_fft < 2 || p.hop == 0 || p.n_mels == 0 || p.n_mcd == 0 || p.n_mcd >= p.n_mels {
         anyhow::bail!("need n_fft >= 2, hop > 0, 0 < n_mcd < n_mels");

@@ -30,8 +30,10 @@ pub struct CaptionArgs {
     /// Captions returned per image.
     #[arg(long, default_value_t = 1)]
     pub num_return_sequences: usize,
-    #[arg(long, default_value_t = 20)]
-    pub max_new_tokens: usize,
+    /// Tokens generated after the prompt, at most (default: the model's
+    /// generation_config.json, else 20 as in transformers).
+    #[arg(long)]
+    pub max_new_tokens: Option<usize>,
     #[arg(long, default_value_t = 0)]
     pub min_new_tokens: usize,
     /// Sample instead of greedy or beam search.

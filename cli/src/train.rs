@@ -81,6 +81,18 @@ pub struct CaptionArgs {
     /// Validation images captioned for the metrics each epoch (0 = all).
     #[arg(long, default_value_t = 256)]
     pub val_caption_images: usize,
+    /// Train each epoch on this many fresh synthetic scenes (`dataset synth` with
+    /// --synth-seed) instead of the data's training rows, which still give the
+    /// validation set and the vocabulary (0: off).
+    #[arg(long, default_value_t = 0)]
+    pub synth_per_epoch: usize,
+    /// Seed of the fresh scenes; keep it apart from the seed of the evaluation data.
+    #[arg(long, default_value_t = 1)]
+    pub synth_seed: u64,
+    /// Tokens per validation caption, written to the checkpoint's
+    /// generation_config.json as max_new_tokens (default: max_tokens - 1).
+    #[arg(long)]
+    pub max_new_tokens: Option<usize>,
     /// Mixed precision: bf16 parameters and activations, f32 master weights, AdamW
     /// moments, softmax and loss (for CUDA; runs on CPU too). Checkpoints hold f32.
     #[arg(long)]
@@ -119,8 +131,15 @@ pub struct AudioArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Frames of the vocoder's random training crops.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 32)]
     pub segment_frames: usize,
+    /// eSpeak NG voice the reference clips were spoken with: the generator's durations
+    /// come from speaking each word alone with it (`dataset synth`: en-us).
+    #[arg(long, default_value = "en-us")]
+    pub voice: String,
+    /// Its rate, words per minute (`dataset synth`: 175).
+    #[arg(long, default_value_t = 175)]
+    pub rate: u32,
     /// Share held out for validation when no row has split "val".
     #[arg(long, default_value_t = 0.1)]
     pub val_fraction: f64,

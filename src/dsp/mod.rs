@@ -2,9 +2,11 @@
 //!
 //! This module owns WAV I/O, resampling, the short-time Fourier transform and its
 //! inverse, mel filterbanks and spectrograms, decibel scaling and Griffin-Lim, each
-//! defined to match librosa 0.11 (see `tests/audio_parity.rs`). It must stay pure: no
-//! tokio, Arrow, metrics or configuration parsing, and no tensors.
+//! defined to match librosa 0.11 (see `tests/audio_parity.rs`), and dynamic time
+//! warping. It must stay pure: no tokio, Arrow, metrics or configuration parsing, and
+//! no tensors.
 
+pub mod dtw;
 pub mod griffin_lim;
 pub mod mel;
 pub mod mel_inverse;

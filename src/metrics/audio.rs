@@ -16,6 +16,21 @@
 //!   (10√2 / ln 10)·sqrt(Σ_{d=1..13} (c_d − ĉ_d)²), where c = DCT-II (orthonormal) of the
 //!   natural log of the mel power spectrum (Slaney mels, `n_mels` bands, floor 1e-10);
 //!   c0 (energy) is excluded; frames compared one to one (no time warping).
+//! - **Power floor of LSD and MCD.** The pinned definitions above floor powers at
+//!   1e-10 absolute ([`PowerFloor::Absolute`], the default, kept for the record and
+//!   for parity). A zero-padded tail then scores as a 100 dB gap against any faint
+//!   noise in the estimate, so padding dominates short clips. [`PowerFloor::BelowPeak`]
+//!   floors both spectra at the *reference's* peak power minus `db` decibels (per
+//!   metric: the peak STFT bin for LSD, the peak mel band for MCD), so everything
+//!   quieter than that counts as equal silence. capstream's pipelines and model
+//!   reports use `BelowPeak(80.0)`, librosa's `top_db`.
+//! - **Log-mel metrics** ([`log_mel_scores`]): the original design's four figures (MSE
+//!   0.0014, SNR 26.8 dB, spectral convergence 0.043), which only fit values in [0, 1],
+//!   so they are pinned on log-mels normalized that way: `n = clamp((dB − (peak −
+//!   range)) / range, 0, 1)` with `peak` the reference's loudest bin and `range` its
+//!   `top_db` (80), for both matrices. Then MSE and MAE over the matrix, SNR =
+//!   10·log10(Σn² / Σ(n − n̂)²) and spectral convergence ‖n − n̂‖_F / ‖n‖_F, each
+//!   treating the matrix as one signal (ε as for waveforms).
 //!
 //! STFTs: periodic Hann, `center` with zero padding (librosa), `n_fft`/`hop` from
 //! [`AudioMetricParams`] (default 1024/256). Signals of different lengths are compared
@@ -30,6 +45,37 @@ const MEL_FLOOR: f64 = 1e-10;
 /// `10·√2 / ln 10`: MCD's constant for natural-log cepstra.
 pub const MCD_K: f64 = 6.141_851_463_713_754;
 
+/// What LSD and MCD floor powers at before taking logs.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum PowerFloor {
+    /// 1e-10 absolute: the pinned definition.
+    #[default]
+    Absolute,
+    /// The reference's peak power minus this many dB, for both spectra.
+    BelowPeak(f64),
+}
+
+impl PowerFloor {
+    /// The floor for spectra whose reference peak power is `peak`.
+    fn floor(self, peak: f64) -> f64 {
+        match self {
+            PowerFloor::Absolute => LSD_EPS,
+            // A silent reference keeps the absolute floor: there is no peak to be
+            // relative to.
+            PowerFloor::BelowPeak(db) if peak > 0.0 => peak * 10f64.powf(-db / 10.0),
+            PowerFloor::BelowPeak(_) => LSD_EPS,
+        }
+    }
+
+    /// `power + 1e-10` (the pinned form) or `max(power, floor)`.
+    fn apply(self, power: f64, floor: f64) -> f64 {
+        match self {
+            PowerFloor::Absolute => power + floor,
+            PowerFloor::BelowPeak(_) => power.max(floor),
+        }
+    }
+}
+
 /// Analysis settings of the spectral metrics.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AudioMetricParams {
@@ -41,6 +87,8 @@ pub struct AudioMetricParams {
     pub n_mels: usize,
     /// Cepstral coefficients compared by MCD (c1..=c_n).
     pub n_mcd: usize,
+    /// Power floor of LSD and MCD.
+    pub floor: PowerFloor,
 }
 
 impl Default for AudioMetricParams {
@@ -50,6 +98,7 @@ impl Default for AudioMetricParams {
             hop: 256,
             n_mels: 80,
             n_mcd: 13,
+            floor: PowerFloor::Absolute,
         }
     }
 }
@@ -87,7 +136,7 @@ pub fn score_audio(
         mae: mae(x, y),
         snr_db: snr_db(x, y),
         spectral_convergence: spectral_convergence(x, y, &stft_p),
-        lsd_db: lsd_db(x, y, &stft_p),
+        lsd_db: lsd_db_floored(x, y, &stft_p, p.floor),
         mcd: mcd(x, y, sr, p),
         compared_samples: x.len(),
     }
@@ -153,8 +202,19 @@ pub fn spectral_convergence(reference: &[f32], estimate: &[f32], p: &StftParams)
     (num / den).sqrt()
 }
 
-/// Log-spectral distance of `estimate` against `reference` with STFT `p`, dB.
+/// Log-spectral distance of `estimate` against `reference` with STFT `p`, dB (the
+/// pinned 1e-10 floor).
 pub fn lsd_db(reference: &[f32], estimate: &[f32], p: &StftParams) -> f64 {
+    lsd_db_floored(reference, estimate, p, PowerFloor::Absolute)
+}
+
+/// Log-spectral distance with the power floor `floor`, dB.
+pub fn lsd_db_floored(
+    reference: &[f32],
+    estimate: &[f32],
+    p: &StftParams,
+    floor: PowerFloor,
+) -> f64 {
     let (x, y) = common(reference, estimate);
     let (a, b) = (stft(x, p).magnitude_pow(2.0), stft(y, p).magnitude_pow(2.0));
     let bins = p.bins();
@@ -162,21 +222,23 @@ pub fn lsd_db(reference: &[f32], estimate: &[f32], p: &StftParams) -> f64 {
     if frames == 0 {
         return 0.0;
     }
+    let eps = floor.floor(a.iter().copied().fold(0.0, f64::max));
     // magnitude_pow is bin-major: [bins][frames].
     let mut total = 0.0;
     for t in 0..frames {
         let mut acc = 0.0;
         for f in 0..bins {
             let (u, v) = (a[f * frames + t], b[f * frames + t]);
-            acc += (10.0 * (u + LSD_EPS).log10() - 10.0 * (v + LSD_EPS).log10()).powi(2);
+            acc +=
+                (10.0 * floor.apply(u, eps).log10() - 10.0 * floor.apply(v, eps).log10()).powi(2);
         }
         total += (acc / bins as f64).sqrt();
     }
     total / frames as f64
 }
 
-/// Mel cepstra `[frames][n_mcd + 1]` (c0 first) of a signal.
-fn mel_cepstra(y: &[f32], sr: u32, p: &AudioMetricParams) -> Vec<Vec<f64>> {
+/// The mel power spectrum `[n_mels][frames]` the MCD reads, and its frame count.
+fn mcd_mel(y: &[f32], sr: u32, p: &AudioMetricParams) -> (Vec<f32>, usize) {
     let mp = MelParams {
         sr,
         stft: StftParams::new(p.n_fft, p.hop),
@@ -187,7 +249,12 @@ fn mel_cepstra(y: &[f32], sr: u32, p: &AudioMetricParams) -> Vec<Vec<f64>> {
         norm: MelScaleNorm::Slaney,
         power: 2.0,
     };
-    let (mel, frames) = melspectrogram(y, &mp);
+    melspectrogram(y, &mp)
+}
+
+/// Mel cepstra `[frames][n_mcd + 1]` (c0 first) of a mel power spectrum, powers
+/// clamped at `floor` below.
+fn mel_cepstra(mel: &[f32], frames: usize, p: &AudioMetricParams, floor: f64) -> Vec<Vec<f64>> {
     let m = p.n_mels;
     let n = (p.n_mcd + 1).min(m);
     // Orthonormal DCT-II basis, as scipy.fft.dct(type=2, norm="ortho").
@@ -207,7 +274,7 @@ fn mel_cepstra(y: &[f32], sr: u32, p: &AudioMetricParams) -> Vec<Vec<f64>> {
     (0..frames)
         .map(|t| {
             let logmel: Vec<f64> = (0..m)
-                .map(|b| f64::from(mel[b * frames + t]).max(MEL_FLOOR).ln())
+                .map(|b| f64::from(mel[b * frames + t]).max(floor).ln())
                 .collect();
             (0..n)
                 .map(|k| (0..m).map(|i| basis[k * m + i] * logmel[i]).sum())
@@ -219,8 +286,29 @@ fn mel_cepstra(y: &[f32], sr: u32, p: &AudioMetricParams) -> Vec<Vec<f64>> {
 /// Mel-cepstral distortion, dB (c0 excluded; frames compared one to one).
 pub fn mcd(reference: &[f32], estimate: &[f32], sr: u32, p: &AudioMetricParams) -> f64 {
     let (x, y) = common(reference, estimate);
-    let (a, b) = (mel_cepstra(x, sr, p), mel_cepstra(y, sr, p));
-    if a.is_empty() {
+    let ((mx, fx), (my, fy)) = (mcd_mel(x, sr, p), mcd_mel(y, sr, p));
+    mcd_of_mels(&mx, fx, &my, fy, p)
+}
+
+/// Mel-cepstral distortion of two mel power spectra (`[p.n_mels][frames]` each, as
+/// [`mcd`] computes them from waveforms), frames compared one to one over the shorter;
+/// `p.floor` applies as in [`mcd`]. For generated log-mels, whose waveform is not the
+/// question.
+pub fn mcd_of_mels(
+    reference: &[f32],
+    ref_frames: usize,
+    estimate: &[f32],
+    est_frames: usize,
+    p: &AudioMetricParams,
+) -> f64 {
+    let floor = match p.floor {
+        PowerFloor::Absolute => MEL_FLOOR,
+        f => f.floor(reference.iter().map(|&v| f64::from(v)).fold(0.0, f64::max)),
+    };
+    let a = mel_cepstra(reference, ref_frames, p, floor);
+    let b = mel_cepstra(estimate, est_frames, p, floor);
+    let n = a.len().min(b.len());
+    if n == 0 {
         return 0.0;
     }
     let per_frame: f64 = a
@@ -236,7 +324,49 @@ pub fn mcd(reference: &[f32], estimate: &[f32], sr: u32, p: &AudioMetricParams) 
                     .sqrt()
         })
         .sum();
-    per_frame / a.len() as f64
+    per_frame / n as f64
+}
+
+/// The original design's figures on normalized log-mels (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LogMelScores {
+    /// Mean squared error of the normalized matrices.
+    pub mse: f64,
+    /// Mean absolute error.
+    pub mae: f64,
+    /// SNR of the matrix as a signal, dB.
+    pub snr_db: f64,
+    /// ‖n − n̂‖_F / ‖n‖_F (NaN when the reference is all floor).
+    pub spectral_convergence: f64,
+}
+
+/// Log-mel figures of `estimate_db` against `reference_db`: dB matrices of the same
+/// layout (extra values in the longer one are ignored), normalized over `range` dB
+/// below the reference's peak.
+pub fn log_mel_scores(reference_db: &[f32], estimate_db: &[f32], range: f64) -> LogMelScores {
+    let (x, y) = common(reference_db, estimate_db);
+    let peak = x
+        .iter()
+        .map(|&v| f64::from(v))
+        .fold(f64::NEG_INFINITY, f64::max);
+    let norm = |v: f32| ((f64::from(v) - (peak - range)) / range).clamp(0.0, 1.0) as f32;
+    let (nx, ny): (Vec<f32>, Vec<f32>) = x.iter().zip(y).map(|(&a, &b)| (norm(a), norm(b))).unzip();
+    let signal: f64 = nx.iter().map(|&a| f64::from(a).powi(2)).sum();
+    let noise: f64 = nx
+        .iter()
+        .zip(&ny)
+        .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
+        .sum();
+    LogMelScores {
+        mse: mse(&nx, &ny),
+        mae: mae(&nx, &ny),
+        snr_db: snr_db(&nx, &ny),
+        spectral_convergence: if signal == 0.0 {
+            f64::NAN
+        } else {
+            (noise / signal).sqrt()
+        },
+    }
 }
 
 #[cfg(test)]
@@ -292,5 +422,58 @@ mod tests {
         let q = AudioMetricParams::default();
         assert_eq!(mcd(&y, &y, 22050, &q), 0.0);
         assert!(mcd(&y, &silence, 22050, &q) > 0.0);
+    }
+
+    /// The reason for the relative floor: a tail of zeros in the reference against a
+    /// faint hiss in the estimate. Under the absolute floor the tail dominates LSD and
+    /// MCD; under BelowPeak(80) a hiss 100 dB under the peak counts as silence, so the
+    /// padded pair scores as the unpadded one.
+    #[test]
+    fn relative_floor_ignores_silent_padding_below_the_range() {
+        let (y, yh) = e_audio();
+        let p = StftParams::new(1024, 256);
+        let pad = |v: &[f32], hiss: f32| -> Vec<f32> {
+            let mut out = v.to_vec();
+            out.extend((0..8192).map(|n| hiss * if n % 2 == 0 { 1.0 } else { -1.0 }));
+            out
+        };
+        let (ry, ryh) = (pad(&y, 0.0), pad(&yh, 1e-5));
+        let rel = PowerFloor::BelowPeak(80.0);
+        let short = lsd_db_floored(&y, &yh, &p, rel);
+        let long = lsd_db_floored(&ry, &ryh, &p, rel);
+        let long_abs = lsd_db_floored(&ry, &ryh, &p, PowerFloor::Absolute);
+        // The padded frames add (near) zero distance, so the mean can only shrink.
+        assert!(long <= short + 1e-9, "{long} vs {short}");
+        assert!(
+            long_abs > 2.0 * long,
+            "absolute {long_abs} vs relative {long}"
+        );
+        let q = AudioMetricParams {
+            floor: rel,
+            ..AudioMetricParams::default()
+        };
+        let q_abs = AudioMetricParams::default();
+        let m_rel = mcd(&ry, &ryh, 22050, &q);
+        let m_abs = mcd(&ry, &ryh, 22050, &q_abs);
+        assert!(m_rel <= mcd(&y, &yh, 22050, &q) + 1e-9, "{m_rel}");
+        assert!(m_abs > 1.5 * m_rel, "absolute {m_abs} vs relative {m_rel}");
+        // The absolute definition is the pinned one, unchanged.
+        assert_eq!(lsd_db(&ry, &ryh, &p), long_abs);
+    }
+
+    #[test]
+    fn log_mel_scores_normalize_below_the_reference_peak() {
+        // Reference: peak 0 dB and a floor at -80; estimate 8 dB low everywhere
+        // above the floor, clamped at it.
+        let r = vec![0.0f32, -40.0, -80.0, -100.0];
+        let e = vec![-8.0f32, -48.0, -88.0, -100.0];
+        let s = log_mel_scores(&r, &e, 80.0);
+        // Normalized: r = [1, .5, 0, 0], e = [.9, .4, 0, 0].
+        assert!((s.mse - (0.01 + 0.01) / 4.0).abs() < 1e-6, "{s:?}");
+        assert!((s.mae - 0.2 / 4.0).abs() < 1e-6);
+        let sc = (0.02f64 / 1.25).sqrt();
+        assert!((s.spectral_convergence - sc).abs() < 1e-6);
+        assert!((s.snr_db - 10.0 * (1.25f64 / 0.02).log10()).abs() < 1e-4);
+        assert_eq!(log_mel_scores(&r, &r, 80.0).mse, 0.0);
     }
 }

@@ -2,7 +2,9 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::generation::{EarlyStopping, GenerationConfig};
+use super::generation::{
+    model_max_new_tokens, EarlyStopping, GenerationConfig, DEFAULT_MAX_NEW_TOKENS,
+};
 use crate::error::{Error, Result};
 
 /// `[[stage]] type = "caption"`. Generation defaults equal transformers 5.x's.
@@ -18,9 +20,10 @@ pub struct CaptionConfig {
     /// Drop the prompt from the caption text, as original BLIP does.
     #[serde(default)]
     pub strip_prompt: bool,
-    /// Tokens generated after the prompt, at most.
-    #[serde(default = "default_max_new")]
-    pub max_new_tokens: usize,
+    /// Tokens generated after the prompt, at most. Unset: the model's
+    /// `generation_config.json` `max_new_tokens`, else 20 (transformers' default).
+    #[serde(default)]
+    pub max_new_tokens: Option<usize>,
     /// `[SEP]` is forbidden before this many new tokens.
     #[serde(default)]
     pub min_new_tokens: usize,
@@ -71,9 +74,6 @@ fn one() -> usize {
 fn one_f() -> f64 {
     1.0
 }
-fn default_max_new() -> usize {
-    20
-}
 fn default_top_k() -> usize {
     50
 }
@@ -85,10 +85,11 @@ fn default_dtype() -> String {
 }
 
 impl CaptionConfig {
-    /// The decoding settings.
+    /// The decoding settings, without the model: an unset `max_new_tokens` reads as
+    /// transformers' default (enough to check the settings).
     pub fn generation(&self) -> GenerationConfig {
         GenerationConfig {
-            max_new_tokens: self.max_new_tokens,
+            max_new_tokens: self.max_new_tokens.unwrap_or(DEFAULT_MAX_NEW_TOKENS),
             min_new_tokens: self.min_new_tokens,
             num_beams: self.num_beams,
             length_penalty: self.length_penalty,
@@ -106,6 +107,20 @@ impl CaptionConfig {
             num_return_sequences: 1,
             seed: self.seed,
         }
+    }
+
+    /// The decoding settings for the checkpoint at `model_dir`: an unset
+    /// `max_new_tokens` comes from its `generation_config.json`, as transformers'
+    /// `generate` takes it.
+    pub fn generation_for(&self, model_dir: &std::path::Path) -> Result<GenerationConfig> {
+        let mut g = self.generation();
+        if self.max_new_tokens.is_none() {
+            if let Some(n) = model_max_new_tokens(model_dir)? {
+                g.max_new_tokens = n;
+            }
+        }
+        g.validate()?;
+        Ok(g)
     }
 
     pub(crate) fn validate(&self) -> Result<()> {

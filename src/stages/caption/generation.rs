@@ -2,7 +2,44 @@
 //! validation captions ask of generation. Plain data, so that every process that plans a
 //! pipeline can check them without loading a model.
 
+use std::path::Path;
+
 use crate::error::{Error, Result};
+
+/// transformers' `max_new_tokens` when neither the caller nor the model's
+/// `generation_config.json` sets one.
+pub const DEFAULT_MAX_NEW_TOKENS: usize = 20;
+/// A checkpoint folder's generation defaults, as transformers reads them.
+pub const GENERATION_CONFIG_FILE: &str = "generation_config.json";
+
+/// The `max_new_tokens` a checkpoint folder's `generation_config.json` asks for:
+/// `None` when the file or the key is absent (transformers then falls back to
+/// [`DEFAULT_MAX_NEW_TOKENS`]). A file that is there but unreadable is an error, so that
+/// a broken checkpoint is not silently decoded with other settings.
+pub fn model_max_new_tokens(model_dir: &Path) -> Result<Option<usize>> {
+    let path = model_dir.join(GENERATION_CONFIG_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Model {
+        path: path.clone(),
+        message: format!("{GENERATION_CONFIG_FILE}: {e}"),
+    })?;
+    match v.get("max_new_tokens") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(n) => match n.as_u64() {
+            Some(n) if n > 0 => Ok(Some(n as usize)),
+            _ => Err(Error::Model {
+                path,
+                message: format!(
+                    "{GENERATION_CONFIG_FILE}: max_new_tokens {n} is not a positive integer"
+                ),
+            }),
+        },
+    }
+}
 
 /// When beam search may stop (transformers' `early_stopping`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -50,7 +87,7 @@ pub struct GenerationConfig {
 impl Default for GenerationConfig {
     fn default() -> Self {
         GenerationConfig {
-            max_new_tokens: 20,
+            max_new_tokens: DEFAULT_MAX_NEW_TOKENS,
             min_new_tokens: 0,
             num_beams: 1,
             length_penalty: 1.0,
@@ -96,5 +133,54 @@ impl GenerationConfig {
             return bad("temperature and repetition_penalty must be > 0 and top_p in [0, 1]");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_models_max_new_tokens_is_read_when_there_and_refused_when_broken() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(model_max_new_tokens(dir.path()).unwrap(), None, "no file");
+        let file = dir.path().join(GENERATION_CONFIG_FILE);
+        std::fs::write(&file, r#"{"bos_token_id": 1}"#).unwrap();
+        assert_eq!(model_max_new_tokens(dir.path()).unwrap(), None, "no key");
+        std::fs::write(&file, r#"{"max_new_tokens": 39, "eos_token_id": 102}"#).unwrap();
+        assert_eq!(model_max_new_tokens(dir.path()).unwrap(), Some(39));
+        for bad in [
+            r#"{"max_new_tokens": 0}"#,
+            r#"{"max_new_tokens": "many"}"#,
+            "{",
+        ] {
+            std::fs::write(&file, bad).unwrap();
+            let e = model_max_new_tokens(dir.path()).unwrap_err().to_string();
+            assert!(e.contains(GENERATION_CONFIG_FILE), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_pipeline_setting_wins_over_the_model_and_unset_takes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(GENERATION_CONFIG_FILE),
+            r#"{"max_new_tokens": 39}"#,
+        )
+        .unwrap();
+        let unset: crate::stages::caption::CaptionConfig = toml::from_str("").unwrap();
+        assert_eq!(unset.generation().max_new_tokens, DEFAULT_MAX_NEW_TOKENS);
+        assert_eq!(unset.generation_for(dir.path()).unwrap().max_new_tokens, 39);
+        let set: crate::stages::caption::CaptionConfig =
+            toml::from_str("max_new_tokens = 12").unwrap();
+        assert_eq!(set.generation_for(dir.path()).unwrap().max_new_tokens, 12);
+        let elsewhere = tempfile::tempdir().unwrap();
+        assert_eq!(
+            unset
+                .generation_for(elsewhere.path())
+                .unwrap()
+                .max_new_tokens,
+            DEFAULT_MAX_NEW_TOKENS
+        );
     }
 }

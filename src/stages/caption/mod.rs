@@ -11,7 +11,10 @@ mod config;
 mod generation;
 
 pub use config::CaptionConfig;
-pub use generation::{EarlyStopping, GenerationConfig};
+pub use generation::{
+    model_max_new_tokens, EarlyStopping, GenerationConfig, DEFAULT_MAX_NEW_TOKENS,
+    GENERATION_CONFIG_FILE,
+};
 
 use arrow::datatypes::SchemaRef;
 

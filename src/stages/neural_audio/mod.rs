@@ -1,12 +1,13 @@
-//! `neural_audio`: the image embedding (from `caption`) → mel generator → log-mel →
-//! vocoder → waveform, the original design's audio.
+//! `neural_audio`: the caption and the image embedding (both from `caption`) → mel
+//! generator → log-mel → vocoder → waveform, the original design's audio, conditioned on
+//! the words it speaks.
 //!
 //! This folder is the stage's contract (settings, schemas); the running stage is the
 //! model side's (`capstream_torch::stages::neural_audio`).
 //!
 //! The vocoder is the checkpoint's neural one, or Griffin-Lim from the generated
 //! log-mel (mel → NNLS magnitudes → Griffin-Lim), which needs no trained vocoder. Rows
-//! without an embedding (failed upstream) pass with null audio. An embedding whose
+//! without an embedding or a caption (failed upstream) pass with null audio. An embedding whose
 //! width differs from the model's is a configuration error (the audio model was trained
 //! on another caption model) and stops the pipeline.
 
@@ -73,13 +74,16 @@ impl NeuralAudioConfig {
     }
 }
 
-/// What the stage reads: the image embedding.
+/// What the stage reads: the caption and the image embedding.
 pub fn input_schema() -> SchemaRef {
-    stage_input(vec![Field::new(
-        columns::IMAGE_EMBEDDING,
-        DataType::List(Arc::new(Field::new("item", DataType::Float32, true))),
-        true,
-    )])
+    stage_input(vec![
+        Field::new(columns::CAPTION, DataType::Utf8, true),
+        Field::new(
+            columns::IMAGE_EMBEDDING,
+            DataType::List(Arc::new(Field::new("item", DataType::Float32, true))),
+            true,
+        ),
+    ])
 }
 
 /// What the stage emits: its input plus the neural audio columns.

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use crate::dsp::resample::{resample, Quality};
 use crate::dsp::wav::read_wav;
 use crate::error::{Error, Result};
-use crate::metrics::audio::{score_audio, AudioMetricParams};
+use crate::metrics::audio::{score_audio, AudioMetricParams, PowerFloor};
 use crate::metrics::caption::corpus::score_row;
 use crate::metrics::caption::meteor::Meteor;
 use crate::metrics::caption::wordnet::WordNet;
@@ -83,6 +83,11 @@ pub struct ScoreConfig {
     /// Cepstral coefficients of the MCD (c1..=cN).
     #[serde(default = "n_mcd")]
     pub n_mcd: usize,
+    /// LSD and MCD floor both spectra this many dB below the reference's peak, so that
+    /// silent padding does not dominate them (`metrics::audio::PowerFloor`). Unset:
+    /// the pinned 1e-10 absolute floor.
+    #[serde(default)]
+    pub power_floor_db: Option<f64>,
     /// Longer reference audio makes the record a `too_large` error row.
     #[serde(default = "max_seconds")]
     pub max_audio_seconds: f64,
@@ -140,6 +145,10 @@ impl ScoreConfig {
             hop: self.hop,
             n_mels: self.n_mels,
             n_mcd: self.n_mcd,
+            floor: match self.power_floor_db {
+                Some(db) => PowerFloor::BelowPeak(db),
+                None => PowerFloor::Absolute,
+            },
         }
     }
 
@@ -149,11 +158,15 @@ impl ScoreConfig {
             || p.hop == 0
             || p.n_mcd == 0
             || p.n_mcd >= p.n_mels
+            || self
+                .power_floor_db
+                .is_some_and(|db| !(db.is_finite() && db > 0.0))
             || self.max_audio_seconds <= 0.0
             || self.reference_limits().is_none()
         {
             return Err(Error::Config(
-                "score: need n_fft >= 2, hop > 0, 0 < n_mcd < n_mels, max_audio_seconds > 0, \
+                "score: need n_fft >= 2, hop > 0, 0 < n_mcd < n_mels, power_floor_db > 0, \
+                 max_audio_seconds > 0, \
                  max_audio_channels > 0, 0 < min_audio_rate <= max_audio_rate"
                     .into(),
             ));

@@ -9,6 +9,7 @@ use serde_json::json;
 use crate::models::blip::{Captioner, EarlyStopping, GenerationConfig};
 use crate::models::device::{parse_device, parse_dtype};
 use capstream::imaging::{prepare, BicubicResizer, Limits};
+use capstream::stages::caption::{model_max_new_tokens, DEFAULT_MAX_NEW_TOKENS};
 
 use capstream_cli::caption::CaptionArgs;
 
@@ -22,7 +23,10 @@ pub fn run(args: CaptionArgs) -> Result<ExitCode> {
     let captioner = Captioner::from_dir(&args.model, device, kind)
         .with_context(|| format!("loading {}", args.model.display()))?;
     let gen = GenerationConfig {
-        max_new_tokens: args.max_new_tokens,
+        max_new_tokens: match args.max_new_tokens {
+            Some(n) => n,
+            None => model_max_new_tokens(&args.model)?.unwrap_or(DEFAULT_MAX_NEW_TOKENS),
+        },
         min_new_tokens: args.min_new_tokens,
         num_beams: args.beams,
         length_penalty: args.length_penalty,

@@ -18,6 +18,7 @@ use crate::train::tokenizer::build_caption_tokenizer;
 use capstream::datasets::read_triplets;
 use capstream::datasets::triplets::splits;
 use capstream::imaging::Limits;
+use capstream::speech::Speaker;
 
 use capstream_cli::train::{AudioArgs, CaptionArgs, TrainCommand};
 
@@ -117,7 +118,9 @@ fn caption(args: CaptionArgs) -> Result<ExitCode> {
         val_fraction: args.val_fraction,
         val_caption_images: args.val_caption_images,
         bf16: args.bf16,
-        ..Default::default()
+        synth_per_epoch: args.synth_per_epoch,
+        synth_seed: args.synth_seed,
+        max_new_tokens: args.max_new_tokens,
     };
     eprintln!(
         "train caption: {} triplets, {} usable, {} skipped",
@@ -183,8 +186,21 @@ fn audio(args: AudioArgs) -> Result<ExitCode> {
             .collect(),
         None => triplets,
     };
-    let (examples, skipped) =
-        prepare_examples(&triplets, &captioner, &cfg, opts.max_audio_seconds, 16)?;
+    let speaker = Speaker {
+        voice: args.voice.clone(),
+        rate: args.rate,
+        sample_rate: cfg.mel.sample_rate,
+        ..Speaker::default()
+    };
+    speaker.validate()?;
+    let (examples, skipped) = prepare_examples(
+        &triplets,
+        &captioner,
+        &cfg,
+        &speaker,
+        opts.max_audio_seconds,
+        16,
+    )?;
     drop(captioner);
     for s in &skipped {
         tracing::warn!(id = %s.id, reason = %s.reason, "triplet skipped");

@@ -52,7 +52,7 @@ impl Caption {
             .unwrap_or_else(|| model.display().to_string());
         Ok(Caption {
             captioner,
-            gen: cfg.generation(),
+            gen: cfg.generation_for(&model)?,
             prompt: cfg.prompt.clone(),
             strip_prompt: cfg.strip_prompt,
             model_name,

@@ -1,5 +1,5 @@
-//! The running `neural_audio` stage: the image embedding → mel generator → log-mel →
-//! vocoder → waveform. Its contract (settings, schemas) is
+//! The running `neural_audio` stage: caption + image embedding → mel generator →
+//! log-mel → vocoder → waveform. Its contract (settings, schemas) is
 //! `capstream::stages::neural_audio`.
 
 use std::sync::Arc;
@@ -38,14 +38,14 @@ impl NeuralAudioStage {
         })
     }
 
-    fn griffin_lim(&self, mel_db: &[f32]) -> Vec<f32> {
+    fn griffin_lim(&self, mel_db: &[f32], frames: usize) -> Vec<f32> {
         let c = &self.model.config().mel;
         mel_db_to_audio(
             mel_db,
-            c.frames,
+            frames,
             &self.model.mel_params(),
             self.griffin_lim_iters,
-            Some(c.clip_samples()),
+            Some(c.samples(frames)),
         )
     }
 }
@@ -55,10 +55,13 @@ impl Stage for NeuralAudioStage {
         let n = batch.num_rows();
         let ok = capstream::schema::ok_mask(&batch)?;
         let emb = column::<ListArray>(&batch, columns::IMAGE_EMBEDDING)?;
+        let captions = column::<StringArray>(&batch, columns::CAPTION)?;
         let ids = column::<StringArray>(&batch, columns::ID)?;
-        let rows: Vec<usize> = (0..n).filter(|&i| ok[i] && emb.is_valid(i)).collect();
+        let rows: Vec<usize> = (0..n)
+            .filter(|&i| ok[i] && emb.is_valid(i) && captions.is_valid(i))
+            .collect();
         let lists: Vec<ArrayRef> = rows.iter().map(|&i| emb.value(i)).collect();
-        let mut vectors: Vec<&[f32]> = Vec::with_capacity(rows.len());
+        let mut items: Vec<(&[f32], &str)> = Vec::with_capacity(rows.len());
         for (&i, l) in rows.iter().zip(&lists) {
             let values = l.as_any().downcast_ref::<Float32Array>().ok_or_else(|| {
                 Error::Runtime(format!(
@@ -66,9 +69,9 @@ impl Stage for NeuralAudioStage {
                     ids.value(i)
                 ))
             })?;
-            vectors.push(values.values());
+            items.push((values.values(), captions.value(i)));
         }
-        let synthesized = self.model.synthesize(&vectors).map_err(|e| Error::Stage {
+        let synthesized = self.model.synthesize(&items).map_err(|e| Error::Stage {
             stage: NAME.into(),
             message: format!("{e} (was the audio model trained on this caption model?)"),
         })?;
@@ -84,11 +87,11 @@ impl Stage for NeuralAudioStage {
                     let (_, s) = next.next().expect("peeked");
                     let wave = match self.vocoder {
                         VocoderKind::Neural => s.waveform,
-                        VocoderKind::GriffinLim => self.griffin_lim(&s.mel_db),
+                        VocoderKind::GriffinLim => self.griffin_lim(&s.mel_db, s.frames),
                     };
                     mel_col.values().append_slice(&s.mel_db);
                     mel_col.append(true);
-                    frames_col.append_value(c.frames as u32);
+                    frames_col.append_value(s.frames as u32);
                     wav_col.append_value(write_wav_pcm16(&wave, c.sample_rate));
                     rate_col.append_value(c.sample_rate);
                 }

@@ -32,6 +32,7 @@ use crate::models::blip::generation::generate;
 use crate::models::blip::{
     BlipForConditionalGeneration, BlipTokenizer, Config, GenerationConfig, SpecialIds,
 };
+use capstream::datasets::synth::{synth_one, SynthOptions};
 use capstream::datasets::triplets::Triplet;
 use capstream::error::{Error, Result};
 use capstream::imaging::{normalize_chw, prepare, BicubicResizer, Limits, CLIP_MEAN, CLIP_STD};
@@ -87,12 +88,28 @@ pub struct CaptionTrainOptions {
     pub val_fraction: f64,
     /// Validation images captioned each epoch for the caption metrics (0 = all).
     pub val_caption_images: usize,
-    /// Tokens generated per validation caption.
-    pub max_new_tokens: usize,
+    /// Tokens generated per validation caption, and the `max_new_tokens` written to
+    /// the checkpoint's generation_config.json (`None`: `max_tokens − 1`, room for the
+    /// longest training target and its `[SEP]`).
+    #[serde(default)]
+    pub max_new_tokens: Option<usize>,
+    /// Fresh synthetic scenes drawn for every epoch (0: train on the data's training
+    /// rows). Epoch `e` trains on scenes `e·N .. (e+1)·N` of `synth_seed`, so each is
+    /// seen once, a resumed run draws the same ones, and the data's rows still give the
+    /// validation set and the vocabulary.
+    #[serde(default)]
+    pub synth_per_epoch: usize,
+    /// Seed of the fresh scenes; keep it apart from the seed of any evaluation data.
+    #[serde(default = "default_synth_seed")]
+    pub synth_seed: u64,
     /// Mixed precision: parameters and activations in bf16, f32 master weights and
     /// AdamW moments, softmax and loss in f32 (meant for CUDA; runs on CPU too).
     #[serde(default)]
     pub bf16: bool,
+}
+
+fn default_synth_seed() -> u64 {
+    1
 }
 
 impl Default for CaptionTrainOptions {
@@ -113,7 +130,9 @@ impl Default for CaptionTrainOptions {
             seed: 0,
             val_fraction: 0.05,
             val_caption_images: 256,
-            max_new_tokens: 20,
+            max_new_tokens: None,
+            synth_per_epoch: 0,
+            synth_seed: default_synth_seed(),
             bf16: false,
         }
     }
@@ -142,7 +161,19 @@ impl CaptionTrainOptions {
         if self.max_tokens < 3 {
             return bad("max_tokens must be at least 3");
         }
+        if self.synth_per_epoch > 0 && self.all_captions {
+            return bad("all_captions cannot be combined with fresh synthetic scenes");
+        }
+        if self.max_new_tokens == Some(0) {
+            return bad("max_new_tokens must be at least 1");
+        }
         Ok(())
+    }
+
+    /// Tokens a caption may run to: what validation generates and what the
+    /// checkpoint's generation_config.json asks of every later `generate`.
+    pub fn new_tokens(&self) -> usize {
+        self.max_new_tokens.unwrap_or(self.max_tokens - 1)
     }
 
     /// Learning rate of optimizer step `step` (0-based) of `total`.
@@ -417,6 +448,54 @@ fn pairs_loss(
     )
 }
 
+/// The token ids of one image's references.
+type RefTokens = Vec<Vec<i64>>;
+
+/// Size of the fresh synthetic scenes: `dataset synth`'s default, which the data of the
+/// default model uses; prepared to the model's size as the pipeline would.
+const SYNTH_SIDE: u32 = 128;
+
+/// Epoch `epoch`'s `n` fresh synthetic scenes, as JPEG like `dataset synth --format
+/// jpeg` writes them, decoded and resized to `size`, with their references' token ids.
+fn fresh_scenes(
+    m: &Model,
+    opts: &CaptionTrainOptions,
+    prompt_ids: &[i64],
+    epoch: usize,
+    n: usize,
+    size: usize,
+) -> Result<(Vec<CaptionExample>, Vec<RefTokens>)> {
+    let so = SynthOptions {
+        count: n,
+        seed: opts.synth_seed,
+        size: SYNTH_SIDE,
+        speaker: None,
+        format: image::ImageFormat::Jpeg,
+        threads: 1,
+    };
+    let first = epoch * n;
+    let triplets: Vec<Triplet> = (first..first + n)
+        .map(|i| synth_one(&so, i).map(|s| s.triplet))
+        .collect::<Result<_>>()?;
+    let (examples, skipped) = prepare_caption_examples(&triplets, size as u32, &Limits::default());
+    if let Some(s) = skipped.first() {
+        return Err(Error::Stage {
+            stage: "train caption".into(),
+            message: format!("fresh scene {}: {}", s.id, s.reason),
+        });
+    }
+    let tokens = examples
+        .iter()
+        .map(|e| {
+            e.captions
+                .iter()
+                .map(|c| caption_ids(m, prompt_ids, c, opts.max_tokens))
+                .collect::<Result<Vec<_>>>()
+        })
+        .collect::<Result<_>>()?;
+    Ok((examples, tokens))
+}
+
 /// Trains (or, with `resume`, continues training) and writes the output folder.
 /// `on_record` sees every log record as it is written.
 #[allow(clippy::too_many_arguments)]
@@ -478,7 +557,9 @@ pub fn train_caption(
                 .collect::<Result<Vec<_>>>()
         })
         .collect::<Result<_>>()?;
-    let pairs_per_epoch = if opts.all_captions {
+    let pairs_per_epoch = if opts.synth_per_epoch > 0 {
+        opts.synth_per_epoch
+    } else if opts.all_captions {
         train_idx.iter().map(|&i| tokens[i].len()).sum()
     } else {
         train_idx.len()
@@ -540,12 +621,21 @@ pub fn train_caption(
     for epoch in start_epoch..opts.epochs {
         let t0 = Instant::now();
         let mut rng = SplitMix64::new(opts.seed, epoch as u64);
+        let fresh = match opts.synth_per_epoch {
+            0 => None,
+            n => Some(fresh_scenes(&m, &opts, &prompt_ids, epoch, n, size)?),
+        };
+        let (ep_examples, ep_tokens, epoch_idx): (&[CaptionExample], &[RefTokens], Vec<usize>) =
+            match &fresh {
+                Some((e, t)) => (e, t, (0..e.len()).collect()),
+                None => (examples, &tokens, train_idx.clone()),
+            };
         let mut pairs: Vec<(usize, usize)> = Vec::with_capacity(pairs_per_epoch);
-        for &i in &train_idx {
+        for &i in &epoch_idx {
             if opts.all_captions {
-                pairs.extend((0..tokens[i].len()).map(|c| (i, c)));
+                pairs.extend((0..ep_tokens[i].len()).map(|c| (i, c)));
             } else {
-                pairs.push((i, rng.below(tokens[i].len() as u64) as usize));
+                pairs.push((i, rng.below(ep_tokens[i].len() as u64) as usize));
             }
         }
         rng.shuffle(&mut pairs);
@@ -561,12 +651,19 @@ pub fn train_caption(
             // (weighting by examples would favour batches of short captions).
             let targets = |c: &[(usize, usize)]| -> usize {
                 c.iter()
-                    .map(|&(i, k)| tokens[i][k].len().saturating_sub(1 + prompt_ids.len()))
+                    .map(|&(i, k)| ep_tokens[i][k].len().saturating_sub(1 + prompt_ids.len()))
                     .sum()
             };
             let step_targets = targets(step_pairs).max(1);
             for chunk in &micro {
-                let loss = pairs_loss(&m, examples, &tokens, chunk, prompt_ids.len(), smoothing);
+                let loss = pairs_loss(
+                    &m,
+                    ep_examples,
+                    ep_tokens,
+                    chunk,
+                    prompt_ids.len(),
+                    smoothing,
+                );
                 let w = targets(chunk) as f64 / step_targets as f64;
                 (&loss * w).backward();
                 step_loss += loss.double_value(&[]) * w;
@@ -618,7 +715,7 @@ pub fn train_caption(
         last_epoch = record;
         let ckpt = out.join(format!("checkpoint-epoch-{}", epoch + 1));
         let weights = opt.full_precision();
-        save_pretrained(&m, &weights, &ckpt)?;
+        save_pretrained(&m, &weights, opts.new_tokens(), &ckpt)?;
         crate::models::weights::save(&opt.state(), &ckpt.join(OPT_FILE))?;
         let st = TrainerState {
             epoch: epoch + 1,
@@ -628,7 +725,7 @@ pub fn train_caption(
         let path = ckpt.join(STATE_FILE);
         std::fs::write(&path, serde_json::to_string_pretty(&st)? + "\n")
             .map_err(|e| Error::io(&path, e))?;
-        save_pretrained(&m, &weights, out)?;
+        save_pretrained(&m, &weights, opts.new_tokens(), out)?;
     }
     Ok(CaptionTrainSummary {
         epochs: opts.epochs.max(start_epoch),
@@ -706,7 +803,7 @@ fn caption_images(
 ) -> Result<Vec<String>> {
     let size = m.blip.config().vision_config.image_size;
     let gen = GenerationConfig {
-        max_new_tokens: opts.max_new_tokens,
+        max_new_tokens: opts.new_tokens(),
         ..GenerationConfig::default()
     };
     let mut prompt = vec![m.bos];
@@ -727,8 +824,14 @@ fn caption_images(
 
 /// Writes a Hugging Face checkpoint folder: config.json, model.safetensors (`weights`:
 /// the full-precision parameters), the tokenizer files, preprocessor_config.json and
-/// generation_config.json.
-fn save_pretrained(m: &Model, weights: &[(String, Tensor)], dir: &Path) -> Result<()> {
+/// generation_config.json (greedy decoding that stops at `[SEP]`, as BLIP's `generate`
+/// does, within `max_new_tokens`).
+fn save_pretrained(
+    m: &Model,
+    weights: &[(String, Tensor)],
+    max_new_tokens: usize,
+    dir: &Path,
+) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let write = |name: &str, v: &serde_json::Value| -> Result<()> {
         let p = dir.join(name);
@@ -770,10 +873,10 @@ fn save_pretrained(m: &Model, weights: &[(String, Tensor)], dir: &Path) -> Resul
     write(
         "generation_config.json",
         &json!({
-            "_from_model_config": true,
             "bos_token_id": t.bos_token_id,
-            "eos_token_id": t.eos_token_id,
+            "eos_token_id": t.sep_token_id,
             "pad_token_id": t.pad_token_id,
+            "max_new_tokens": max_new_tokens,
         }),
     )
 }

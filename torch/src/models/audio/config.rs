@@ -1,5 +1,7 @@
 //! `config.json` of a neural audio checkpoint: the mel definition the models were
-//! trained on, the normalization of log-mel values, and both networks' shapes.
+//! trained on, the normalization of log-mel values, both networks' shapes and the
+//! generator's alphabet. Also the text → character-id mapping the generator reads, so
+//! that the alphabet and its use live in one place.
 
 use std::path::Path;
 
@@ -23,8 +25,9 @@ pub struct MelConfig {
     pub hop: usize,
     /// Mel bands.
     pub n_mels: usize,
-    /// Frames the generator emits.
-    pub frames: usize,
+    /// Longest log-mel the generator emits and training reads, frames; longer
+    /// reference clips are cut.
+    pub max_frames: usize,
     /// Lowest mel frequency, Hz.
     pub fmin: f64,
     /// Highest mel frequency, Hz (`None`: sample_rate / 2).
@@ -35,37 +38,100 @@ pub struct MelConfig {
 
 impl MelConfig {
     /// Samples of the clip a `frames`-frame mel describes with centred frames.
-    pub fn clip_samples(&self) -> usize {
-        (self.frames - 1) * self.hop
+    pub fn samples(&self, frames: usize) -> usize {
+        frames.saturating_sub(1) * self.hop
     }
 
-    /// Clip length in seconds.
-    pub fn clip_seconds(&self) -> f64 {
-        self.clip_samples() as f64 / f64::from(self.sample_rate)
+    /// Frames of the centred log-mel of `samples` samples.
+    pub fn frames_of(&self, samples: usize) -> usize {
+        1 + samples / self.hop
     }
 }
 
-/// The generator: image embedding → normalized log-mel.
+/// Character ids the generator reserves before the alphabet's.
+pub const PAD_ID: i64 = 0;
+/// A character outside the alphabet.
+pub const UNKNOWN_ID: i64 = 1;
+/// The silence before and after an utterance.
+pub const SILENCE_ID: i64 = 2;
+const FIRST_CHAR_ID: i64 = 3;
+
+/// The generator: caption text (characters) and image embedding → normalized log-mel,
+/// FastSpeech-style (`models::audio::generator`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GeneratorConfig {
     /// Width of the image embedding (the caption model's vision hidden size).
     pub embed_dim: usize,
-    /// Channels of the seed grid and after each ×2 upsampling block; the number of
-    /// blocks is `channels.len() - 1`.
-    pub channels: Vec<usize>,
+    /// Characters the text encoder knows; character `k` has id `k + 3` (0: padding,
+    /// 1: unknown, 2: silence). Text is lowercased first.
+    pub alphabet: String,
+    /// Width of the encoder, the duration predictor and the decoder.
+    pub dim: usize,
+    /// Convolution blocks of the text encoder.
+    pub encoder_layers: usize,
+    /// Convolution blocks of the duration predictor.
+    pub duration_layers: usize,
+    /// Convolution blocks of the mel decoder.
+    pub decoder_layers: usize,
+    /// Kernel width of every convolution (odd).
+    pub kernel: usize,
 }
 
-/// The vocoder: normalized log-mel → waveform in [-1, 1].
+impl GeneratorConfig {
+    /// Vocabulary size of the character embedding.
+    pub fn vocab_size(&self) -> usize {
+        FIRST_CHAR_ID as usize + self.alphabet.chars().count()
+    }
+
+    /// The ids of `text`: silence, each character (lowercased; runs of whitespace as
+    /// one space; outside the alphabet: unknown), silence. Returns the ids and, for
+    /// each id, the index of the word it belongs to (`None` for the silences and the
+    /// spaces between words).
+    pub fn encode(&self, text: &str) -> (Vec<i64>, Vec<Option<usize>>) {
+        let mut ids = vec![SILENCE_ID];
+        let mut words = vec![None];
+        let lower = text.to_lowercase();
+        for (w, word) in lower.split_whitespace().enumerate() {
+            if w > 0 {
+                ids.push(self.char_id(' '));
+                words.push(None);
+            }
+            for c in word.chars() {
+                ids.push(self.char_id(c));
+                words.push(Some(w));
+            }
+        }
+        ids.push(SILENCE_ID);
+        words.push(None);
+        (ids, words)
+    }
+
+    fn char_id(&self, c: char) -> i64 {
+        self.alphabet
+            .chars()
+            .position(|a| a == c)
+            .map_or(UNKNOWN_ID, |k| FIRST_CHAR_ID + k as i64)
+    }
+}
+
+/// The alphabet of the default generator: what English captions are spelt with.
+pub const DEFAULT_ALPHABET: &str = " abcdefghijklmnopqrstuvwxyz0123456789',.-";
+
+/// The vocoder: normalized log-mel → waveform, a small Vocos (ConvNeXt backbone,
+/// inverse-STFT head; `models::audio::vocoder`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VocoderConfig {
-    /// Channels after the input convolution; each upsampling stage halves them.
-    pub channels: usize,
-    /// Upsampling factor of each stage; their product is the hop.
-    pub upsample: Vec<usize>,
-    /// Dilations of the residual units after each upsampling stage.
-    pub dilations: Vec<usize>,
+    /// Width of the ConvNeXt backbone.
+    pub dim: usize,
+    /// Hidden width of each block's pointwise MLP.
+    pub intermediate: usize,
+    /// ConvNeXt blocks.
+    pub layers: usize,
+    /// STFT frames the head predicts per mel frame: the inverse STFT's hop is
+    /// `hop / head_upsample` (its FFT size the mel's `n_fft`).
+    pub head_upsample: usize,
 }
 
 /// A neural audio checkpoint's `config.json`.
@@ -90,8 +156,9 @@ pub struct Config {
 }
 
 impl Config {
-    /// The default shapes for an embedding width: 80 × 64 mels at 16 kHz with hop 512
-    /// (a 2.02 s clip), a three-block generator and an 8·8·8 vocoder.
+    /// The default shapes for an embedding width: 80 mels at 16 kHz with hop 512, up to
+    /// 320 frames (10.2 s), a 128-wide generator and a 6-block, 128-wide Vocos whose
+    /// inverse STFT runs at hop 256 (75% overlap).
     pub fn new(embed_dim: usize) -> Self {
         Config {
             model_type: MODEL_TYPE.into(),
@@ -100,7 +167,7 @@ impl Config {
                 n_fft: 1024,
                 hop: 512,
                 n_mels: 80,
-                frames: 64,
+                max_frames: 320,
                 fmin: 0.0,
                 fmax: None,
                 top_db: 80.0,
@@ -109,12 +176,18 @@ impl Config {
             mel_std: 20.0,
             generator: GeneratorConfig {
                 embed_dim,
-                channels: vec![128, 64, 32, 16],
+                alphabet: DEFAULT_ALPHABET.into(),
+                dim: 128,
+                encoder_layers: 3,
+                duration_layers: 2,
+                decoder_layers: 4,
+                kernel: 5,
             },
             vocoder: VocoderConfig {
-                channels: 128,
-                upsample: vec![8, 8, 8],
-                dilations: vec![1, 3, 9],
+                dim: 128,
+                intermediate: 384,
+                layers: 6,
+                head_upsample: 2,
             },
             embedding_source: None,
         }
@@ -148,38 +221,39 @@ impl Config {
             ));
         }
         let m = &self.mel;
-        if m.sample_rate < 1000 || m.n_fft < 16 || m.hop == 0 || m.n_mels == 0 || m.frames < 2 {
+        if m.sample_rate < 1000 || m.n_fft < 16 || m.hop == 0 || m.n_mels == 0 || m.max_frames < 2 {
             return Err(
-                "mel: need sample_rate >= 1000, n_fft >= 16, hop, n_mels > 0, frames >= 2".into(),
+                "mel: need sample_rate >= 1000, n_fft >= 16, hop, n_mels > 0, max_frames >= 2"
+                    .into(),
             );
         }
-        let blocks = self.generator.channels.len().saturating_sub(1);
-        if self.generator.channels.is_empty() || self.generator.channels.contains(&0) {
-            return Err("generator.channels must be non-empty and non-zero".into());
+        let g = &self.generator;
+        if g.embed_dim == 0 || g.dim == 0 || g.alphabet.is_empty() {
+            return Err("generator: embed_dim, dim and alphabet must be non-empty".into());
         }
-        let scale = 1usize << blocks;
-        if !m.n_mels.is_multiple_of(scale) || !m.frames.is_multiple_of(scale) {
-            return Err(format!(
-                "generator: {blocks} upsampling blocks need n_mels ({}) and frames ({}) divisible by {scale}",
-                m.n_mels, m.frames
-            ));
+        if g.kernel.is_multiple_of(2) {
+            return Err(format!("generator.kernel {} must be odd", g.kernel));
         }
-        if self.generator.embed_dim == 0 {
-            return Err("generator.embed_dim must be positive".into());
+        let mut seen = std::collections::HashSet::new();
+        if let Some(c) = g.alphabet.chars().find(|c| !seen.insert(*c)) {
+            return Err(format!("generator.alphabet has {c:?} twice"));
         }
         let v = &self.vocoder;
-        let product: usize = v.upsample.iter().product();
-        if v.upsample.is_empty() || v.upsample.contains(&0) || product != m.hop {
+        if v.dim == 0 || v.intermediate == 0 {
+            return Err("vocoder.dim and vocoder.intermediate must be positive".into());
+        }
+        if v.head_upsample == 0 || !m.hop.is_multiple_of(v.head_upsample) {
             return Err(format!(
-                "vocoder.upsample {:?} must multiply to the hop ({})",
-                v.upsample, m.hop
+                "vocoder.head_upsample {} must divide the hop ({})",
+                v.head_upsample, m.hop
             ));
         }
-        if v.channels >> v.upsample.len() == 0 {
+        // The inverse STFT needs its windows to overlap everywhere (NOLA).
+        if m.hop / v.head_upsample > m.n_fft / 2 {
             return Err(format!(
-                "vocoder.channels {} cannot be halved {} times",
-                v.channels,
-                v.upsample.len()
+                "vocoder: the inverse STFT hop ({}) must be at most n_fft / 2 ({})",
+                m.hop / v.head_upsample,
+                m.n_fft / 2
             ));
         }
         if self.mel_std.is_nan() || self.mel_std <= 0.0 || !self.mel_mean.is_finite() {

@@ -1,5 +1,6 @@
-//! The neural audio path of the original design: image embedding → [`MelGenerator`] →
-//! 80 × 64 log-mel → [`Vocoder`] → waveform.
+//! The neural audio path of the original design, conditioned on the caption as well:
+//! caption text + image embedding → [`MelGenerator`] → 80-band log-mel → [`Vocoder`] →
+//! waveform.
 //!
 //! One checkpoint folder holds both networks: `config.json` ([`Config`]) and
 //! `model.safetensors` with parameters under `generator.` and `vocoder.`. Both networks
@@ -12,7 +13,7 @@ pub mod generator;
 pub mod vocoder;
 
 pub use config::{Config, GeneratorConfig, MelConfig, VocoderConfig};
-pub use generator::MelGenerator;
+pub use generator::{FramePlan, MelGenerator};
 pub use vocoder::Vocoder;
 
 use std::path::Path;
@@ -41,11 +42,13 @@ pub struct NeuralAudio {
     vocoder: Vocoder,
 }
 
-/// What [`NeuralAudio::synthesize`] returns for one embedding.
+/// What [`NeuralAudio::synthesize`] returns for one item.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Synthesized {
     /// Log-mel in dB, `[n_mels][frames]` row-major.
     pub mel_db: Vec<f32>,
+    /// Its frames.
+    pub frames: usize,
     /// Waveform at `config.mel.sample_rate`, `(frames − 1) · hop` samples.
     pub waveform: Vec<f32>,
 }
@@ -133,43 +136,88 @@ impl NeuralAudio {
         mel_params(&self.config.mel)
     }
 
-    /// Embeddings → log-mel (dB) and waveform, without gradients. Every embedding must
-    /// have `generator.embed_dim` values.
-    pub fn synthesize(&self, embeddings: &[&[f32]]) -> Result<Vec<Synthesized>> {
+    /// Caption texts and their image embeddings → log-mel (dB) and waveform, without
+    /// gradients. Every embedding must have `generator.embed_dim` values; each item's
+    /// length is the generator's choice, at most `mel.max_frames` frames.
+    pub fn synthesize(&self, items: &[(&[f32], &str)]) -> Result<Vec<Synthesized>> {
         let dim = self.config.generator.embed_dim;
-        if let Some(bad) = embeddings.iter().find(|e| e.len() != dim) {
+        if let Some((bad, _)) = items.iter().find(|(e, _)| e.len() != dim) {
             return Err(Error::Config(format!(
                 "image embedding has {} values; the audio model needs {dim}",
                 bad.len()
             )));
         }
-        if embeddings.is_empty() {
+        if items.is_empty() {
             return Ok(Vec::new());
         }
         let _guard = tch::no_grad_guard();
-        let flat: Vec<f32> = embeddings.iter().flat_map(|e| e.iter().copied()).collect();
-        let x = Tensor::from_slice(&flat)
-            .reshape([embeddings.len() as i64, dim as i64])
-            .to_device(self.device());
-        let mel = self.generator.forward(&x);
-        let wave = self.vocoder.forward(&mel);
-        let samples = self.config.mel.clip_samples() as i64;
-        let mel_db = self
-            .denormalize(&mel)
-            .to_kind(Kind::Float)
-            .to_device(Device::Cpu);
-        let wave = wave
-            .narrow(1, 0, samples)
-            .to_kind(Kind::Float)
-            .to_device(Device::Cpu);
-        (0..embeddings.len() as i64)
-            .map(|i| {
-                Ok(Synthesized {
-                    mel_db: Vec::<f32>::try_from(mel_db.get(i).flatten(0, -1)).torch()?,
-                    waveform: Vec::<f32>::try_from(wave.get(i)).torch()?,
-                })
-            })
-            .collect()
+        let dev = self.device();
+        let g = &self.config.generator;
+        let encoded: Vec<Vec<i64>> = items.iter().map(|(_, t)| g.encode(t).0).collect();
+        let batch = TextBatch::new(&encoded, dev);
+        let flat: Vec<f32> = items.iter().flat_map(|(e, _)| e.iter().copied()).collect();
+        let emb = Tensor::from_slice(&flat)
+            .reshape([items.len() as i64, dim as i64])
+            .to_device(dev);
+        let states = self.generator.encode(&batch.ids, &emb, &batch.mask);
+        let log_d = self.generator.log_durations(&states, &batch.mask);
+        let durations =
+            MelGenerator::durations_from(&log_d, &batch.lengths, self.config.mel.max_frames);
+        let plan = FramePlan::new(&durations, dev);
+        let mel = self.generator.decode(&states, &plan);
+        let n_mels = self.config.mel.n_mels as i64;
+        let mut out = Vec::with_capacity(items.len());
+        for (i, &frames) in plan.frames.iter().enumerate() {
+            let m = mel.get(i as i64).narrow(1, 0, frames as i64);
+            let wave = self.vocoder.forward(&m.unsqueeze(0)).get(0);
+            let db = self
+                .denormalize(&m)
+                .to_kind(Kind::Float)
+                .to_device(Device::Cpu);
+            debug_assert_eq!(db.size(), [n_mels, frames as i64]);
+            out.push(Synthesized {
+                mel_db: Vec::<f32>::try_from(db.flatten(0, -1)).torch()?,
+                frames,
+                waveform: Vec::<f32>::try_from(wave.to_kind(Kind::Float).to_device(Device::Cpu))
+                    .torch()?,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Character ids of a batch of texts, right-padded with [`config::PAD_ID`].
+#[derive(Debug)]
+pub struct TextBatch {
+    /// `[batch, chars]`.
+    pub ids: Tensor,
+    /// `[batch, chars, 1]`: 1 for real characters.
+    pub mask: Tensor,
+    /// Real characters of each item.
+    pub lengths: Vec<usize>,
+}
+
+impl TextBatch {
+    /// Pads `encoded` (from [`GeneratorConfig::encode`]) into tensors on `device`.
+    pub fn new(encoded: &[Vec<i64>], device: Device) -> Self {
+        let lengths: Vec<usize> = encoded.iter().map(Vec::len).collect();
+        let l = lengths.iter().copied().max().unwrap_or(0).max(1);
+        let b = encoded.len();
+        let mut ids = vec![config::PAD_ID; b * l];
+        let mut mask = vec![0f32; b * l];
+        for (r, e) in encoded.iter().enumerate() {
+            ids[r * l..r * l + e.len()].copy_from_slice(e);
+            mask[r * l..r * l + e.len()].fill(1.0);
+        }
+        TextBatch {
+            ids: Tensor::from_slice(&ids)
+                .reshape([b as i64, l as i64])
+                .to_device(device),
+            mask: Tensor::from_slice(&mask)
+                .reshape([b as i64, l as i64, 1])
+                .to_device(device),
+            lengths,
+        }
     }
 }
 
