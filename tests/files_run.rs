@@ -59,6 +59,7 @@ fn bad_inputs_become_error_rows_and_nothing_vanishes() {
         .contains("20000x20000"));
 
     // Good rows carry the model-size image; error rows carry none.
+    let side = default_image_size();
     for b in &batches {
         let st = crate::util::strings(b, "status");
         let px = b.column_by_name("pixels").unwrap();
@@ -67,14 +68,22 @@ fn bad_inputs_become_error_rows_and_nothing_vanishes() {
         let pw = pw.as_any().downcast_ref::<UInt32Array>().unwrap();
         for (i, status) in st.iter().enumerate() {
             if status.as_deref() == Some("ok") {
-                // decode_image follows the caption model's size (models/default: 128 px).
-                assert_eq!(px.value(i).len(), 128 * 128 * 3);
-                assert_eq!(pw.value(i), 128);
+                // decode_image follows the caption model's size.
+                assert_eq!(px.value(i).len(), side as usize * side as usize * 3);
+                assert_eq!(pw.value(i), side);
             } else {
                 assert!(px.is_null(i) && pw.is_null(i));
             }
         }
     }
+}
+
+/// `vision_config.image_size` of models/default, read the way transformers reads it.
+fn default_image_size() -> u32 {
+    let text = std::fs::read_to_string(repo().join("models/default/config.json")).unwrap();
+    let config: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let side = config["vision_config"]["image_size"].as_u64().unwrap();
+    u32::try_from(side).unwrap()
 }
 
 #[test]
