@@ -122,6 +122,24 @@ pub struct AudioScores {
     pub compared_samples: usize,
 }
 
+impl AudioScores {
+    /// Short names of [`AudioScores::values`], in its order; the score stage's columns
+    /// and the training reports follow this order.
+    pub const NAMES: [&'static str; 6] = ["mse", "mae", "snr_db", "sc", "lsd_db", "mcd"];
+
+    /// The six metrics in [`AudioScores::NAMES`] order.
+    pub fn values(&self) -> [f64; 6] {
+        [
+            self.mse,
+            self.mae,
+            self.snr_db,
+            self.spectral_convergence,
+            self.lsd_db,
+            self.mcd,
+        ]
+    }
+}
+
 /// All metrics of `estimate` against `reference` at sample rate `sr`.
 pub fn score_audio(
     reference: &[f32],

@@ -257,15 +257,7 @@ impl Score {
                 .map_err(|e| (ErrorKind::Internal, e))?
                 .remove(0);
         }
-        let s = score_audio(&r.mono(), &y, r.sample_rate, &self.cfg.params());
-        Ok([
-            s.mse,
-            s.mae,
-            s.snr_db,
-            s.spectral_convergence,
-            s.lsd_db,
-            s.mcd,
-        ])
+        Ok(score_audio(&r.mono(), &y, r.sample_rate, &self.cfg.params()).values())
     }
 }
 

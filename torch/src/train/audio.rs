@@ -858,33 +858,31 @@ fn metric_params() -> am::AudioMetricParams {
 fn score_clips(prefix: &str, pairs: &[(&[f32], Vec<f32>)], sr: u32) -> serde_json::Value {
     let p = metric_params();
     let abs = am::AudioMetricParams::default();
-    let mut cols: [Vec<f64>; 8] = Default::default();
-    for (reference, y) in pairs {
-        let s = am::score_audio(reference, y, sr, &p);
+    let rows = pairs.iter().map(|(reference, y)| {
+        let s = am::score_audio(reference, y, sr, &p).values();
         let a = am::score_audio(reference, y, sr, &abs);
-        for (c, v) in cols.iter_mut().zip([
-            s.mse,
-            s.mae,
-            s.snr_db,
-            s.spectral_convergence,
-            s.lsd_db,
-            s.mcd,
-            a.lsd_db,
-            a.mcd,
-        ]) {
+        let mut row = [0.0; 8];
+        row[..6].copy_from_slice(&s);
+        row[6..].copy_from_slice(&[a.lsd_db, a.mcd]);
+        row
+    });
+    let mut names = am::AudioScores::NAMES.to_vec();
+    names.extend(["lsd_db_abs", "mcd_abs"]);
+    column_means(prefix, &names, rows)
+}
+
+/// `{prefix}_{name}`: the mean of each column of `rows`, named by `names` in order.
+fn column_means<const N: usize>(
+    prefix: &str,
+    names: &[&str],
+    rows: impl Iterator<Item = [f64; N]>,
+) -> serde_json::Value {
+    let mut cols: Vec<Vec<f64>> = vec![Vec::new(); N];
+    for row in rows {
+        for (c, v) in cols.iter_mut().zip(row) {
             c.push(v);
         }
     }
-    let names = [
-        "mse",
-        "mae",
-        "snr_db",
-        "sc",
-        "lsd_db",
-        "mcd",
-        "lsd_db_abs",
-        "mcd_abs",
-    ];
     serde_json::Value::Object(
         names
             .iter()
@@ -921,19 +919,13 @@ fn score_mels(
         ..metric_params()
     };
     let power = |db: &[f32]| -> Vec<f32> { db.iter().map(|&v| 10f32.powf(v / 10.0)).collect() };
-    let mut cols: [Vec<f64>; 6] = Default::default();
-    for (&i, est) in idx.iter().zip(estimates) {
+    let rows = idx.iter().zip(estimates).map(|(&i, est)| {
         let e = &examples[i];
         let mse_db2 = am::mse(&e.mel_db, est);
         let mcd = am::mcd_of_mels(&power(&e.mel_db), e.frames, &power(est), e.frames, &p);
         let n = am::log_mel_scores(&e.mel_db, est, cfg.mel.top_db);
-        for (c, v) in
-            cols.iter_mut()
-                .zip([mse_db2, mcd, n.mse, n.mae, n.snr_db, n.spectral_convergence])
-        {
-            c.push(v);
-        }
-    }
+        [mse_db2, mcd, n.mse, n.mae, n.snr_db, n.spectral_convergence]
+    });
     let names = [
         "mel_mse_db2",
         "mcd",
@@ -942,13 +934,7 @@ fn score_mels(
         "norm_snr_db",
         "norm_sc",
     ];
-    serde_json::Value::Object(
-        names
-            .iter()
-            .zip(&cols)
-            .map(|(n, c)| (format!("{prefix}_{n}"), num(mean(c))))
-            .collect(),
-    )
+    column_means(prefix, &names, rows)
 }
 
 /// Validation (see the module docs): the generator with predicted and with aligned
