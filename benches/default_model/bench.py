@@ -14,6 +14,7 @@ its own image processor. Best of --runs. Prints a markdown table and the ratio.
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import tempfile
 import time
@@ -39,6 +40,12 @@ def transformers_seconds(model: Path, images: list[Path], batch: int, runs: int)
 
     torch.set_num_threads(2)
     m = BlipForConditionalGeneration.from_pretrained(model).eval()
+    # BLIP's generate hands over to its text decoder, which does not read the model
+    # folder's generation_config.json (it warns and stops at 20 new tokens), so the
+    # file's length is passed explicitly: the same one capstream reads. (BLIP's generate
+    # already stops at sep_token_id, the file's eos_token_id.)
+    gen = json.loads((model / "generation_config.json").read_text())
+    stop = {"max_new_tokens": gen["max_new_tokens"]}
     proc = BlipImageProcessor.from_pretrained(model)
     pils = [Image.open(p).convert("RGB") for p in images]
     best, ids = float("inf"), []
@@ -48,7 +55,7 @@ def transformers_seconds(model: Path, images: list[Path], batch: int, runs: int)
         with torch.no_grad():
             for i in range(0, len(pils), batch):
                 px = proc(images=pils[i : i + batch], return_tensors="pt")["pixel_values"]
-                out += m.generate(pixel_values=px, num_beams=1, do_sample=False).tolist()
+                out += m.generate(pixel_values=px, num_beams=1, do_sample=False, **stop).tolist()
         best = min(best, time.perf_counter() - t0)
         ids = out
     return best, ids

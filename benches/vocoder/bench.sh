@@ -53,4 +53,4 @@ read -r GL_IN GL_WHOLE < <(run_capstream "$DEFAULT_MODEL" griffin-lim)
 LIBROSA=$("${PIN[@]}" "$PY" benches/vocoder/bench.py librosa "$WORK" "$RUNS")
 
 "$PY" benches/vocoder/bench.py report "$WORK" "$RUNS" "$NEURAL_IN" "$NEURAL_WHOLE" "$SMALL_IN" "$SMALL_WHOLE" \
-    "$GL_IN" "$GL_WHOLE" "$LIBROSA" "$("$BIN" --version)" | tee benches/vocoder/RESULTS.md
+    "$GL_IN" "$GL_WHOLE" "$LIBROSA" "$("$BIN" --version)" "$BIN" | tee benches/vocoder/RESULTS.md
