@@ -320,6 +320,19 @@ SNR {fmt(au.get('audio_snr_db'), 2)} dB, spectral convergence
 {fmt(au.get('audio_spectral_convergence'))}, LSD {fmt(au.get('audio_lsd_db'), 1)} dB, MCD {fmt(au.get('audio_mcd'), 1)}
 (LSD and MCD with the pipelines' `power_floor_db = 80`).
 
+## Why shapes are missed: a linear probe of the vision encoder
+
+`models/recipe/probe_vision.py` fits a multi-label logistic regression (8 shapes, present
+or not) on the frozen vision features of the 7,627 train rows and scores the 848 test
+rows. On this model's encoder the probe barely beats the base rates (train BCE 0.467 on
+mean-pooled patch tokens, 0.479 as a max over patch tokens, against 0.505 for the base
+rates alone; test shape F1 0.076); a random encoder of the same config gives 0.490-0.505.
+So the encoder, not the text decoder, is where shape is lost: caption training alone
+gives it too weak a signal about outlines. The next step is to supervise the encoder
+directly (a training-only shape head on the patch tokens, dropped at export so the HF
+layout is unchanged) or to give it more epochs, which 2 CPU cores cannot afford inside
+90 minutes at this patch size.
+
 ## Tried and dropped
 
 - Caption model in 16 px patches at 128 px (the previous default): shape-set accuracy
