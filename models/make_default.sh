@@ -51,19 +51,26 @@ after() { # after STEP: is FROM at or before STEP?
   done
 }
 
-if after data; then
+# step NAME FN: runs FN when FROM is at or before NAME, keeps its seconds, and ends the
+# recipe there when UNTIL is NAME.
+step() {
+  after "$1" || return 0
+  local t
   t=$(date +%s)
+  "$2"
+  took "$1" "$t"
+  if [ "$UNTIL" = "$1" ]; then exit 0; fi
+}
+
+data() {
   stamp "synth: $COUNT scenes"
   "$BIN" dataset synth --count "$COUNT" --seed 0 --format jpeg --threads "$THREADS" \
     --out "$WORK/synth.parquet"
   "$BIN" dataset split --in "$WORK/synth.parquet" --out "$WORK/synth.parquet" \
     --by shape --test 0.1 --seed 0
-  took data "$t"
-  [ "$UNTIL" = data ] && exit 0
-fi
+}
 
-if after caption; then
-  t=$(date +%s)
+caption() {
   stamp "train caption"
   rm -rf "$WORK/caption"
   "$BIN" train caption --data "$WORK/synth.parquet" --out "$WORK/caption" \
@@ -72,21 +79,20 @@ if after caption; then
     --epochs "$CAPTION_EPOCHS" --batch-size 32 --lr 1e-3 --warmup-steps 200 \
     --min-lr-ratio 0.05 --weight-decay 0.05 --grad-clip 1.0 --val-fraction 0.03 \
     --val-caption-images 200 --seed 0 --threads "$THREADS" --device cpu
-  took caption "$t"
-  [ "$UNTIL" = caption ] && exit 0
-fi
+}
 
-if after audio; then
-  t=$(date +%s)
+audio() {
   stamp "train audio"
   rm -rf "$WORK/audio"
   "$BIN" train audio --data "$WORK/synth.parquet" --out "$WORK/audio" \
     --caption-model "$WORK/caption" --config models/recipe/audio_config.json \
     --limit "$AUDIO_LIMIT" --epochs "$AUDIO_EPOCHS" --batch-size 16 --lr 1e-3 \
     --segment-frames 32 --seed 0 --threads "$THREADS" --device cpu
-  took audio "$t"
-  [ "$UNTIL" = audio ] && exit 0
-fi
+}
+
+step data data
+step caption caption
+step audio audio
 
 t=$(date +%s)
 stamp "eval on the test split"
