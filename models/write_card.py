@@ -337,6 +337,16 @@ directly (a training-only shape head on the patch tokens, dropped at export so t
 layout is unchanged) or to give it more epochs, which 2 CPU cores cannot afford inside
 90 minutes at this patch size.
 
+A second check, `models/recipe/shape_classifier.py`, trains the same vision config from
+scratch as a pure shape classifier, with the whole gradient on shape (AdamW 1e-3,
+one-cycle, batch 64, max over patch tokens). After 4 epochs over the 7,627 train images
+(301 s) its train BCE is 0.500, still at the base rates, and it finds no shape in the
+test split. So a ViT with a linear patch embedding learns outlines slowly here, with or
+without captions. The caption model needed 18 epochs of fresh scenes to reach 0.278. A
+training-only shape head is therefore unlikely to close the gap alone within 90 minutes
+on 2 cores. What is left to try: locality (smaller patches, at their measured cost) and
+many more epochs, which a GPU run of the recipe could afford.
+
 ## Tried and dropped
 
 - Caption model in 16 px patches at 128 px (the previous default): shape-set accuracy
