@@ -57,11 +57,14 @@ pub enum ErrorKind {
     /// The record's own id is unusable: too long, or holding control characters.
     /// The row is keyed by a hash of the raw id instead.
     InvalidId,
+    /// The record's options (a request's prompt, beams or token budget) cannot be
+    /// applied, e.g. a prompt and token budget longer than the model's positions.
+    InvalidOptions,
 }
 
 impl ErrorKind {
     /// Every kind, for documentation and metric pre-registration.
-    pub const ALL: [ErrorKind; 11] = [
+    pub const ALL: [ErrorKind; 12] = [
         ErrorKind::Io,
         ErrorKind::Empty,
         ErrorKind::MissingImage,
@@ -73,6 +76,7 @@ impl ErrorKind {
         ErrorKind::Speech,
         ErrorKind::Timeout,
         ErrorKind::InvalidId,
+        ErrorKind::InvalidOptions,
     ];
 
     /// The value stored in `error_kind`.
@@ -89,6 +93,7 @@ impl ErrorKind {
             ErrorKind::Speech => "speech",
             ErrorKind::Timeout => "timeout",
             ErrorKind::InvalidId => "invalid_id",
+            ErrorKind::InvalidOptions => "invalid_options",
         }
     }
 }
@@ -225,6 +230,7 @@ pub struct EnvelopeBuilder {
     uri: StringBuilder,
     references: ListBuilder<StringBuilder>,
     reference_audio: BinaryBuilder,
+    options: StringBuilder,
     image: BinaryBuilder,
     status: StringBuilder,
     error_kind: StringBuilder,
@@ -247,6 +253,7 @@ impl EnvelopeBuilder {
             uri: StringBuilder::new(),
             references: ListBuilder::new(StringBuilder::new()),
             reference_audio: BinaryBuilder::new(),
+            options: StringBuilder::new(),
             image: BinaryBuilder::new(),
             status: StringBuilder::new(),
             error_kind: StringBuilder::new(),
@@ -265,7 +272,22 @@ impl EnvelopeBuilder {
         reference_audio: Option<&[u8]>,
         outcome: std::result::Result<&[u8], RowError>,
     ) {
+        self.push_with_options(id, uri, references, reference_audio, None, outcome)
+    }
+
+    /// [`EnvelopeBuilder::push`] for a record that carries its own options (a
+    /// request's, as JSON: [`RecordOptions::to_json`](super::RecordOptions::to_json)).
+    pub fn push_with_options(
+        &mut self,
+        id: &str,
+        uri: Option<&str>,
+        references: Option<&[String]>,
+        reference_audio: Option<&[u8]>,
+        options: Option<&str>,
+        outcome: std::result::Result<&[u8], RowError>,
+    ) {
         self.id.append_value(id);
+        self.options.append_option(options);
         self.uri.append_option(uri);
         match references {
             Some(refs) => {
@@ -314,6 +336,7 @@ impl EnvelopeBuilder {
             Arc::new(self.uri.finish()),
             Arc::new(self.references.finish()),
             Arc::new(self.reference_audio.finish()),
+            Arc::new(self.options.finish()),
             Arc::new(self.image.finish()),
             Arc::new(self.status.finish()),
             Arc::new(self.error_kind.finish()),

@@ -10,12 +10,14 @@
 
 mod envelope;
 mod json;
+mod options;
 
 pub use envelope::{
     column, error_columns, ok_mask, string_list, with_columns, EnvelopeBuilder, ErrorKind,
     RowError, Status,
 };
 pub use json::{schema_from_json, schema_to_json};
+pub use options::{options_column, RecordOptions};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,6 +38,9 @@ pub mod columns {
     pub const REFERENCES: &str = "references";
     /// Reference audio (encoded WAV bytes) that came with the input, if any.
     pub const REFERENCE_AUDIO: &str = "reference_audio";
+    /// What one request asked of the stages (a JSON object, [`RecordOptions`](super::RecordOptions));
+    /// null for records read from files, Parquet or NATS, which take the pipeline's settings.
+    pub const OPTIONS: &str = "options";
     /// `"ok"` or `"error"`.
     pub const STATUS: &str = "status";
     /// Stable snake_case error category, null when ok.
@@ -107,9 +112,10 @@ pub mod columns {
 /// Columns that hold working data rather than results: the encoded input, the
 /// decoded pixels, the reference audio and the log-mels. `[sink] columns = "results"`
 /// (the default) leaves them out of the output.
-pub const INTERMEDIATE_COLUMNS: [&str; 9] = [
+pub const INTERMEDIATE_COLUMNS: [&str; 10] = [
     columns::IMAGE,
     columns::REFERENCE_AUDIO,
+    columns::OPTIONS,
     columns::PIXELS,
     columns::PIXELS_WIDTH,
     columns::PIXELS_HEIGHT,
@@ -261,6 +267,7 @@ fn envelope_head() -> Vec<Field> {
         Field::new(columns::URI, DataType::Utf8, true),
         Field::new(columns::REFERENCES, references_type(), true),
         Field::new(columns::REFERENCE_AUDIO, DataType::Binary, true),
+        Field::new(columns::OPTIONS, DataType::Utf8, true),
     ]
 }
 

@@ -1,6 +1,7 @@
 //! `speak`: the caption read aloud by eSpeak NG (the screen-reader voice), as WAV bytes.
 //!
-//! Rows without a caption (failed upstream) pass with null audio. A synthesizer
+//! Rows without a caption (failed upstream) pass with null audio, and so do rows whose
+//! request said `speak = false` (`capstream serve`'s `/v1/caption`). A synthesizer
 //! failure on one caption makes that record an error row.
 
 use std::sync::Arc;
@@ -14,8 +15,8 @@ use serde::Deserialize;
 use crate::dsp::wav::write_wav_pcm16;
 use crate::error::{Error, Result};
 use crate::schema::{
-    append_fields, column, columns, error_columns, ok_mask, speech_fields, stage_input,
-    with_columns, ErrorKind, RowError,
+    append_fields, column, columns, error_columns, ok_mask, options_column, speech_fields,
+    stage_input, with_columns, ErrorKind, RecordOptions, RowError,
 };
 use crate::speech::Speaker;
 use crate::stages::Stage;
@@ -142,12 +143,25 @@ impl Stage for Speak {
         let ok = ok_mask(&batch)?;
         let captions = column::<StringArray>(&batch, columns::CAPTION)?;
         let ids = column::<StringArray>(&batch, columns::ID)?;
+        let options = options_column(&batch);
         let mut wav = BinaryBuilder::new();
         let mut rate = UInt32Builder::with_capacity(n);
         let mut secs = Float32Builder::with_capacity(n);
         let mut errors: Vec<Option<RowError>> = vec![None; n];
         for i in 0..n {
-            if ok[i] && captions.is_valid(i) && !captions.value(i).trim().is_empty() {
+            let wanted = match RecordOptions::of_row(options, i) {
+                Ok(o) => o.speak != Some(false),
+                Err(e) => {
+                    if ok[i] {
+                        errors[i] = Some(RowError::new(
+                            ErrorKind::InvalidOptions,
+                            format!("record {}: {e}", ids.value(i)),
+                        ));
+                    }
+                    false
+                }
+            };
+            if wanted && ok[i] && captions.is_valid(i) && !captions.value(i).trim().is_empty() {
                 let t: String = captions.value(i).chars().take(self.max_chars).collect();
                 match self.speaker.speak(&t) {
                     Ok(y) => {

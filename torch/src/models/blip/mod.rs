@@ -334,6 +334,12 @@ impl Captioner {
         &self.tokenizer
     }
 
+    /// Token positions the text decoder has: a prompt (with `[DEC]`) and its new
+    /// tokens must fit in them.
+    pub fn max_positions(&self) -> usize {
+        self.model.config.text_config.max_position_embeddings
+    }
+
     /// Side of the square input the model expects.
     pub fn image_size(&self) -> u32 {
         self.model.config.vision_config.image_size as u32
