@@ -101,6 +101,7 @@ pub(super) fn run_pipeline(args: RunArgs) -> Result<(ExitCode, Option<serde_json
     if let Some(columns) = &args.columns {
         match &mut cfg.sink {
             SinkConfig::Parquet(p) => p.columns = columns.clone(),
+            SinkConfig::Response(_) => {}
         }
     }
     let name = cfg.name.clone();

@@ -5,9 +5,13 @@
 //! stages or touch the runtime: [`pipeline::Plan`](crate::pipeline::Plan) turns a
 //! checked [`PipelineConfig`] into running parts.
 
+mod serve;
+
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+pub use serve::ServeConfig;
 
 use crate::error::{Error, Result};
 pub use crate::limits::{BatchConfig, MAX_BATCH_BYTES, MAX_RECORD_BYTES};
@@ -306,9 +310,13 @@ pub struct PipelineConfig {
     pub stages: Vec<StageConfig>,
     /// Where rows land.
     pub sink: SinkConfig,
-    /// Distributed mode settings (used by `mode = "nats"` and the worker commands).
+    /// Distributed mode settings (used by `mode = "nats"` and the worker commands), and
+    /// the connection of `capstream serve --nats`.
     #[serde(default)]
     pub nats: NatsConfig,
+    /// `capstream serve`'s limits (with `[source] type = "request"`).
+    #[serde(default)]
+    pub serve: ServeConfig,
     /// The file this came from; set by [`PipelineConfig::load`].
     #[serde(skip)]
     pub path: PathBuf,
@@ -371,6 +379,24 @@ impl PipelineConfig {
         self.source.validate()?;
         self.sink.validate()?;
         self.nats.validate()?;
+        self.serve.validate()?;
+        // A request source's rows go back to their callers, and only there.
+        let request = matches!(self.source, SourceConfig::Request(_));
+        let response = matches!(self.sink, SinkConfig::Response(_));
+        if request != response {
+            return Err(Error::Config(
+                "[source] type = \"request\" and [sink] type = \"response\" go together: \
+                 rows of served requests are answered, not written"
+                    .into(),
+            ));
+        }
+        if request && self.mode == Mode::Nats {
+            return Err(Error::Config(
+                "a request pipeline runs in `capstream serve`, in one process: mode must be \
+                 \"embedded\" (serve --nats answers NATS requests without JetStream)"
+                    .into(),
+            ));
+        }
         Ok(())
     }
 
@@ -456,6 +482,29 @@ type = "parquet"
             assert!(err.contains("dir/p.toml"), "{err}");
             assert!(err.contains(key), "{err}");
         }
+    }
+
+    #[test]
+    fn a_request_source_needs_a_response_sink_and_one_process() {
+        let served = "name = \"s\"\n[source]\ntype = \"request\"\n[sink]\ntype = \"response\"\n";
+        let cfg = PipelineConfig::parse(served, Path::new("s.toml")).unwrap();
+        assert_eq!(cfg.serve, ServeConfig::default());
+        for text in [
+            served.replace("\"response\"", "\"parquet\""),
+            MINIMAL.replace("\"parquet\"", "\"response\""),
+        ] {
+            let e = PipelineConfig::parse(&text, Path::new("s.toml")).unwrap_err();
+            assert!(e.to_string().contains("go together"), "{e}");
+        }
+        let e = PipelineConfig::parse(&format!("mode = \"nats\"\n{served}"), Path::new("s.toml"))
+            .unwrap_err();
+        assert!(e.to_string().contains("one process"), "{e}");
+        let e = PipelineConfig::parse(
+            &format!("{served}[serve]\nqueue_capacity = 0\n"),
+            Path::new("s.toml"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("queue_capacity"), "{e}");
     }
 
     #[test]

@@ -107,6 +107,21 @@ impl Plan {
         self.schemas.last().expect("starts non-empty").clone()
     }
 
+    /// A pipeline over a source and sink opened by the caller: `capstream serve`'s
+    /// request source and response sink, which a request feeds and answers rather than
+    /// a path and a folder.
+    pub fn open_with(self, source: Box<dyn Source>, sink: Box<dyn Sink>) -> Result<Pipeline> {
+        let contexts = (0..self.config.stages.len())
+            .map(|i| self.context(i))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Pipeline {
+            plan: self,
+            source,
+            sink,
+            contexts,
+        })
+    }
+
     /// Opens the source and sink and returns a pipeline ready to run.
     pub fn open(
         self,

@@ -27,6 +27,19 @@ pub struct Progress {
     pub failed: AtomicU64,
     /// Records skipped by `--resume`.
     pub skipped: AtomicU64,
+    /// Stage worker threads the pipeline runs.
+    pub workers: AtomicU64,
+    /// Of those, the ones whose stages are built (models loaded): when it equals
+    /// `workers`, the pipeline is ready for its first record.
+    pub workers_built: AtomicU64,
+}
+
+impl Progress {
+    /// Every stage worker has built its stages (a served model is loaded).
+    pub fn built(&self) -> bool {
+        let total = self.workers.load(Ordering::Relaxed);
+        total > 0 && self.workers_built.load(Ordering::Relaxed) >= total
+    }
 }
 
 /// What a finished run did.
@@ -107,6 +120,8 @@ impl Pipeline {
         ));
 
         // Stages: a batcher task and N worker threads each.
+        let workers: usize = plan.config.stages.iter().map(|s| s.workers()).sum();
+        progress.workers.store(workers as u64, Ordering::Relaxed);
         for (i, stage_cfg) in plan.config.stages.iter().enumerate() {
             let name = stage_cfg.name();
             let m = metrics.stage(name);
@@ -129,10 +144,11 @@ impl Pipeline {
                 let tx = out_tx.clone();
                 let m = m.clone();
                 let sd = shutdown.clone();
+                let prog = progress.clone();
                 handles.push((
                     format!("{name} worker {w}"),
                     tokio::task::spawn_blocking(move || {
-                        let r = run_stage(&spec, rx, tx, &m);
+                        let r = run_stage(&spec, rx, tx, &m, &prog);
                         if let Err(e) = &r {
                             tracing::error!(stage = name, error = %e, "Stage cannot continue; stopping the pipeline.");
                             sd.stop();
@@ -245,8 +261,10 @@ fn run_stage(
     rx: flume::Receiver<RecordBatch>,
     tx: mpsc::Sender<RecordBatch>,
     m: &StageMetrics,
+    progress: &Progress,
 ) -> Result<()> {
     let mut chain = StageChain::build(std::slice::from_ref(spec), m.clone())?;
+    progress.workers_built.fetch_add(1, Ordering::Relaxed);
     let emit = |out: Vec<RecordBatch>| -> bool {
         for b in out {
             m.records_out.inc_by(b.num_rows() as u64);

@@ -45,6 +45,17 @@ impl Shutdown {
         self.state.load(Ordering::SeqCst) == ABORTED
     }
 
+    /// Resolves when `stop` or `abort` is called.
+    pub async fn stopping(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.is_stopping() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     /// Resolves when `abort` is called.
     pub async fn aborted(&self) {
         loop {

@@ -9,10 +9,12 @@
 mod columns;
 mod lock;
 mod parquet;
+mod response;
 
 pub use self::columns::{project, Columns};
 pub use self::lock::{lock_output, FolderLock, LOCK_FILE};
 pub use self::parquet::{committed_ids, file_stem, part_files, ParquetSinkConfig};
+pub use self::response::{answer_of, Answer, ResponseSink, ResponseSinkConfig, Waiters};
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -52,12 +54,15 @@ pub trait Sink: Send {
 pub enum SinkConfig {
     /// Parquet files in the output folder.
     Parquet(ParquetSinkConfig),
+    /// Answers to `capstream serve`'s callers, one per row.
+    Response(ResponseSinkConfig),
 }
 
 impl SinkConfig {
     pub(crate) fn validate(&self) -> Result<()> {
         match self {
             SinkConfig::Parquet(c) => c.validate(),
+            SinkConfig::Response(_) => Ok(()),
         }
     }
 
@@ -65,6 +70,7 @@ impl SinkConfig {
     pub fn schema(&self, full: &Schema) -> Result<SchemaRef> {
         match self {
             SinkConfig::Parquet(c) => c.columns.select(full),
+            SinkConfig::Response(_) => Ok(std::sync::Arc::new(full.clone())),
         }
     }
 
@@ -73,6 +79,7 @@ impl SinkConfig {
     pub fn build(&self, lock: FolderLock, full: &Schema, pipeline: &str) -> Result<Box<dyn Sink>> {
         Ok(match self {
             SinkConfig::Parquet(c) => Box::new(c.open(lock, full, pipeline)?),
+            SinkConfig::Response(_) => return Err(ResponseSinkConfig::refuse_output()),
         })
     }
 }

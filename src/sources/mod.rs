@@ -8,9 +8,11 @@
 
 mod files;
 mod parquet;
+mod request;
 
 pub use files::FilesSourceConfig;
 pub use parquet::ParquetSourceConfig;
+pub use request::{Request, RequestSource, RequestSourceConfig};
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -61,6 +63,8 @@ pub enum SourceConfig {
     Files(FilesSourceConfig),
     /// Parquet file(s) with an image-bytes column.
     Parquet(ParquetSourceConfig),
+    /// Requests handed in by `capstream serve` (HTTP and NATS callers).
+    Request(RequestSourceConfig),
 }
 
 impl SourceConfig {
@@ -68,6 +72,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Files(c) => c.validate(),
             SourceConfig::Parquet(c) => c.validate(),
+            SourceConfig::Request(_) => Ok(()),
         }
     }
 
@@ -80,6 +85,7 @@ impl SourceConfig {
         Ok(match self {
             SourceConfig::Files(c) => Box::new(c.open(input, skip)?),
             SourceConfig::Parquet(c) => Box::new(c.open(input, skip)?),
+            SourceConfig::Request(_) => return Err(RequestSourceConfig::refuse_input()),
         })
     }
 }

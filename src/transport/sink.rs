@@ -37,7 +37,7 @@ use super::{
 use crate::error::{Error, Result};
 use crate::pipeline::{Plan, Shutdown};
 use crate::schema::{columns, with_columns, ErrorKind};
-use crate::sinks::{lock_output, part_files, Commit, SinkConfig};
+use crate::sinks::{lock_output, part_files, Commit, ResponseSinkConfig, SinkConfig};
 use crate::telemetry::{Health, Metrics};
 
 /// The index folder inside the output folder.
@@ -200,6 +200,7 @@ pub async fn run(
     let schema = plan.output_schema();
     let max_file_rows = match &plan.config.sink {
         SinkConfig::Parquet(c) => c.max_file_rows,
+        SinkConfig::Response(_) => return Err(ResponseSinkConfig::refuse_output()),
     };
     let mut sink = plan
         .config
