@@ -80,6 +80,13 @@ impl Server {
         let _ = self.stop.send(true);
         let _ = self.task.await;
     }
+
+    /// [`Server::shutdown`], returning after `within` at most: connections still open
+    /// then are left to their own drain timeout.
+    pub async fn shutdown_within(self, within: Duration) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(within, self.task).await;
+    }
 }
 
 /// Resolves once `stop` turns true (or its sender is gone).

@@ -22,6 +22,9 @@
 //!   `/healthz`, `/readyz`.
 //! - [`http`]: the HTTP server loop with its limits (connections, header timeout,
 //!   connection age, accept back-off, drain), under axum routes.
+//! - [`serve`]: `capstream serve`: requests over HTTP and as a NATS micro service, fed
+//!   into an embedded pipeline through a request source and answered by a response
+//!   sink, with admission, status codes and draining.
 //! - [`transport`]: distributed mode on NATS JetStream: the wire format, streams and
 //!   consumers, and the worker, submit and sink roles.
 //! - [`error`]: the one error type.
@@ -53,6 +56,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod report;
 pub mod schema;
+pub mod serve;
 pub mod sinks;
 pub mod sources;
 pub mod speech;

@@ -39,6 +39,8 @@
 //! - `nats_cluster`: a 3-node cluster with R3 streams, one node stopped and restarted.
 //! - `nats_prometheus`: Prometheus with the deploy config scrapes a worker.
 //! - `default_model`: models/default names shapes and colours at its card rate.
+//! - `serve`: `capstream serve`: every endpoint and error code, shared batches, 429,
+//!   a slow client, SIGTERM draining, and the NATS micro service over TLS.
 
 mod util;
 
@@ -73,6 +75,7 @@ mod odd_images;
 mod preprocess_parity;
 mod report;
 mod score;
+mod serve;
 mod speech;
 mod tokenizer_build;
 mod train_audio;

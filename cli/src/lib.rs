@@ -18,6 +18,7 @@ mod nats;
 mod report;
 pub mod run;
 mod score;
+mod serve;
 mod speak;
 pub mod train;
 pub mod vocode;
@@ -52,6 +53,10 @@ enum Command {
     Submit(nats::SubmitArgs),
     /// Distributed mode: commit a pipeline's last stream to Parquet, each id once.
     Sink(nats::SinkArgs),
+    /// Caption images on request: `POST /v1/caption` and `/v1/describe` over HTTP, and
+    /// the NATS micro service `capstream` with `--nats`; concurrent requests share
+    /// model batches.
+    Serve(serve::ServeArgs),
     /// Caption image files with a BLIP checkpoint.
     Caption(caption::CaptionArgs),
     /// Log-mel features of a WAV file as a float32 .npy (librosa definitions).
@@ -177,6 +182,11 @@ fn dispatch(cli: Cli, side: Option<&dyn ModelSide>) -> Result<ExitCode> {
         Command::Worker(args) => nats::worker(args),
         Command::Submit(args) => nats::submit(args),
         Command::Sink(args) => nats::sink(args),
+        Command::Serve(args) => {
+            let cfg = capstream::config::PipelineConfig::load(&args.pipeline_path())?;
+            handover::if_stages_need_it(&cfg.stages)?;
+            serve::run(args)
+        }
         Command::Validate { files } => {
             for f in files {
                 let cfg = capstream::config::PipelineConfig::load(&f)?;

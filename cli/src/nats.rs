@@ -67,7 +67,7 @@ fn absolute(p: &Option<PathBuf>) -> Result<Option<PathBuf>> {
 
 impl NatsAuthArgs {
     /// Applies the flags over the file's `[nats]` table.
-    fn apply(&self, n: &mut NatsConfig) -> Result<()> {
+    pub(crate) fn apply(&self, n: &mut NatsConfig) -> Result<()> {
         let method = self.nats_user.is_some()
             || self.nats_password_file.is_some()
             || self.nats_token_file.is_some()

@@ -6,9 +6,11 @@
 //! labels are bounded: `pipeline`, `stage` and, for failures, the error kind.
 
 mod health;
+mod serve;
 mod server;
 
 pub use health::{Beat, Flag, Health};
+pub use serve::ServeMetrics;
 pub use server::{routes, serve};
 
 use std::path::Path;
@@ -46,6 +48,12 @@ pub mod names {
     pub const BYTES_COMMITTED: &str = "capstream_sink_bytes_committed_total";
     /// Unix time the run started.
     pub const START_TIME: &str = "capstream_pipeline_start_time_seconds";
+    /// Requests `capstream serve` answered, by endpoint and status code.
+    pub const SERVE_REQUESTS: &str = "capstream_serve_requests_total";
+    /// Time from a request's arrival to its answer, by endpoint.
+    pub const SERVE_SECONDS: &str = "capstream_serve_request_duration_seconds";
+    /// Requests admitted and not yet answered.
+    pub const SERVE_IN_FLIGHT: &str = "capstream_serve_requests_in_flight";
 
     /// Label: the pipeline's name.
     pub const LABEL_PIPELINE: &str = "pipeline";
@@ -53,6 +61,13 @@ pub mod names {
     pub const LABEL_STAGE: &str = "stage";
     /// Label: an error kind.
     pub const LABEL_REASON: &str = "reason";
+    /// Label: a served endpoint (`caption`, `describe`).
+    pub const LABEL_ENDPOINT: &str = "endpoint";
+    /// Label: how a request was answered: its HTTP status code (NATS answers use the
+    /// same codes).
+    pub const LABEL_CODE: &str = "code";
+    /// Label: the protocol a request came by (`http`, `nats`).
+    pub const LABEL_PROTOCOL: &str = "protocol";
 }
 
 use names::*;

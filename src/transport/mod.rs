@@ -306,6 +306,69 @@ fn parse_version(v: &str) -> Option<(u64, u64)> {
     Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
 }
 
+/// Connects to `url` (comma-separated for a cluster) as `name` with the credentials and
+/// TLS of `cfg`'s `[nats]` table and checks the server's version; no JetStream is
+/// needed. The first connection is tried once per server: a wrong password, an
+/// untrusted certificate or an unreachable server fails within the connect timeout,
+/// with an error naming the server and the method. Once connected, the client
+/// reconnects on its own after any disconnect.
+pub async fn connect(url: &str, name: &str, cfg: &PipelineConfig) -> Result<async_nats::Client> {
+    let urls: Vec<&str> = url
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect();
+    let shown = auth::redact_url(url);
+    let base = cfg.path.parent().unwrap_or(std::path::Path::new("."));
+    let settings = auth::Settings::resolve(&cfg.nats, &urls, base, |k| std::env::var(k).ok())?;
+    let how = settings.describe();
+    let role = name.to_string();
+    let options = settings
+        .options()
+        .await?
+        .name(name)
+        .event_callback(move |event| {
+            let role = role.clone();
+            async move { log_event(&role, event) }
+        });
+    let client = options.connect(urls).await.map_err(|e| {
+        use async_nats::ConnectErrorKind as K;
+        let why = match e.kind() {
+            K::AuthorizationViolation => format!("the server refused {how}"),
+            K::Authentication => format!("cannot sign the server's challenge with {how}"),
+            K::Tls => format!("the TLS settings cannot be used ({how})"),
+            K::TimedOut => format!(
+                "no answer within {} ms ({how})",
+                cfg.nats.connect_timeout_ms
+            ),
+            _ => {
+                // TLS handshake failures arrive as I/O errors; say which side
+                // refused whom.
+                let text = e.to_string();
+                if text.contains("invalid peer certificate") {
+                    format!("the server's certificate is not trusted by the CA given ({how})")
+                } else if text.contains("alert") {
+                    format!("the server refused the TLS handshake, usually the client certificate ({how})")
+                } else {
+                    format!("connection failed ({how})")
+                }
+            }
+        };
+        Error::Nats(format!("cannot connect to {shown}: {why}: {e}"))
+    })?;
+    let info = client.server_info();
+    match parse_version(&info.version) {
+        Some(v) if v >= MIN_SERVER => {}
+        _ => {
+            return Err(Error::Nats(format!(
+                "nats-server at {url} is version {}; distributed mode needs {}.{} or newer",
+                info.version, MIN_SERVER.0, MIN_SERVER.1
+            )))
+        }
+    }
+    Ok(client)
+}
+
 impl Connection {
     /// Connects to `url` as `name` with the credentials and TLS of `cfg`'s `[nats]`
     /// table, checks the server (version, JetStream) and creates or updates every
@@ -317,61 +380,8 @@ impl Connection {
     /// connect timeout, with an error naming the server and the method. Once
     /// connected, the client reconnects on its own after any disconnect.
     pub async fn open(url: &str, name: &str, cfg: &PipelineConfig) -> Result<Connection> {
-        // A cluster is given as comma-separated URLs; the client fails over between
-        // them.
-        let urls: Vec<&str> = url
-            .split(',')
-            .map(str::trim)
-            .filter(|u| !u.is_empty())
-            .collect();
-        let shown = auth::redact_url(url);
-        let base = cfg.path.parent().unwrap_or(std::path::Path::new("."));
-        let settings = auth::Settings::resolve(&cfg.nats, &urls, base, |k| std::env::var(k).ok())?;
-        let how = settings.describe();
-        let role = name.to_string();
-        let options = settings
-            .options()
-            .await?
-            .name(name)
-            .event_callback(move |event| {
-                let role = role.clone();
-                async move { log_event(&role, event) }
-            });
-        let client = options.connect(urls).await.map_err(|e| {
-            use async_nats::ConnectErrorKind as K;
-            let why = match e.kind() {
-                K::AuthorizationViolation => format!("the server refused {how}"),
-                K::Authentication => format!("cannot sign the server's challenge with {how}"),
-                K::Tls => format!("the TLS settings cannot be used ({how})"),
-                K::TimedOut => format!(
-                    "no answer within {} ms ({how})",
-                    cfg.nats.connect_timeout_ms
-                ),
-                _ => {
-                    // TLS handshake failures arrive as I/O errors; say which side
-                    // refused whom.
-                    let text = e.to_string();
-                    if text.contains("invalid peer certificate") {
-                        format!("the server's certificate is not trusted by the CA given ({how})")
-                    } else if text.contains("alert") {
-                        format!("the server refused the TLS handshake, usually the client certificate ({how})")
-                    } else {
-                        format!("connection failed ({how})")
-                    }
-                }
-            };
-            Error::Nats(format!("cannot connect to {shown}: {why}: {e}"))
-        })?;
+        let client = connect(url, name, cfg).await?;
         let info = client.server_info();
-        match parse_version(&info.version) {
-            Some(v) if v >= MIN_SERVER => {}
-            _ => {
-                return Err(Error::Nats(format!(
-                    "nats-server at {url} is version {}; distributed mode needs {}.{} or newer",
-                    info.version, MIN_SERVER.0, MIN_SERVER.1
-                )))
-            }
-        }
         let no_js = || {
             Error::Nats(format!(
                 "nats-server {} at {url} has JetStream disabled; start it with `-js` \
