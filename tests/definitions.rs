@@ -374,3 +374,63 @@ fn roles_that_run_no_model_use_the_lean_image() {
     // otherwise).
     assert_eq!(seen, (4, 10), "model roles, lean roles");
 }
+
+#[test]
+fn the_openapi_file_names_every_route_code_and_kind_the_server_has() {
+    use capstream::schema::ErrorKind;
+    use capstream::serve::{code_of_kind, kinds, Endpoint};
+    let text = std::fs::read_to_string(repo().join("schemas/openapi.yaml")).unwrap();
+    let paths = &text[text.find("\npaths:").expect("a paths section")..];
+    for path in ["/healthz", "/readyz", "/metrics"]
+        .into_iter()
+        .chain(Endpoint::ALL.map(|e| e.path()))
+    {
+        assert!(
+            paths.contains(&format!("\n  {path}:")),
+            "{path} is not in openapi.yaml"
+        );
+    }
+    // Every code either endpoint can answer, from the row kinds and the request kinds.
+    let mut codes: Vec<u16> = ErrorKind::ALL
+        .iter()
+        .map(|k| code_of_kind(k.as_str()))
+        .collect();
+    codes.extend([200, 400, 401, 408, 413, 415, 429, 503, 504]);
+    for e in Endpoint::ALL {
+        let start = paths.find(&format!("\n  {}:", e.path())).unwrap();
+        let section = &paths[start + 3..];
+        let end = section.find("\n  /").unwrap_or(section.len());
+        let section = &section[..end];
+        for code in &codes {
+            assert!(
+                section.contains(&format!("'{code}':")),
+                "{}: status {code} is not documented",
+                e.path()
+            );
+        }
+    }
+    for kind in ErrorKind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .filter(|k| code_of_kind(k) == 422)
+        .chain([
+            kinds::BAD_REQUEST,
+            kinds::UNSUPPORTED_MEDIA_TYPE,
+            kinds::UNAUTHORIZED,
+            kinds::OVERLOADED,
+            kinds::UNAVAILABLE,
+            ErrorKind::InvalidOptions.as_str(),
+        ])
+    {
+        assert!(
+            text.contains(kind),
+            "error_kind {kind} is not in openapi.yaml"
+        );
+    }
+    for param in ["prompt", "num_beams", "max_new_tokens"] {
+        assert!(
+            text.contains(&format!("name: {param}")),
+            "query parameter {param}"
+        );
+    }
+}
