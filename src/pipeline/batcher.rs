@@ -28,6 +28,21 @@ pub(crate) async fn run(
     let mut deadline: Option<Instant> = None;
     loop {
         let next = match deadline {
+            // No delay: what has queued joins the batch, and it goes as soon as nothing
+            // more is waiting (Triton's max_queue_delay of 0), without a timer tick.
+            Some(_) if delay.is_zero() => match rx.try_recv() {
+                Ok(b) => Some(b),
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    if !send(&schema, &mut pending, &tx).await? {
+                        return Ok(());
+                    }
+                    rows = 0;
+                    bytes = 0;
+                    deadline = None;
+                    continue;
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+            },
             Some(d) => tokio::select! {
                 r = rx.recv() => r,
                 _ = tokio::time::sleep_until(d) => {
@@ -86,4 +101,47 @@ async fn send(
         b
     };
     Ok(tx.send_async(batch).await.is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::EnvelopeBuilder;
+
+    fn one_row(id: &str) -> RecordBatch {
+        let mut b = EnvelopeBuilder::new();
+        b.push(id, None, None, None, Ok(b"x"));
+        b.finish().unwrap()
+    }
+
+    #[tokio::test]
+    async fn with_no_delay_a_batch_is_what_has_queued_up_to_max_rows() {
+        let (in_tx, in_rx) = mpsc::channel(64);
+        for i in 0..20 {
+            in_tx.send(one_row(&format!("r{i}"))).await.unwrap();
+        }
+        let (out_tx, out_rx) = flume::bounded(8);
+        let cfg = BatchConfig {
+            max_rows: 16,
+            max_delay_ms: 0,
+            ..Default::default()
+        };
+        let metrics = crate::telemetry::Metrics::new("t").stage("s");
+        let task = tokio::spawn(run(
+            crate::schema::Edge::Source.schema(),
+            cfg,
+            in_rx,
+            out_tx,
+            metrics,
+        ));
+        // The sender stays open: the batches go because nothing more is waiting, not
+        // because the input ended.
+        let first = out_rx.recv_async().await.unwrap();
+        let second = out_rx.recv_async().await.unwrap();
+        assert_eq!((first.num_rows(), second.num_rows()), (16, 4));
+        in_tx.send(one_row("late")).await.unwrap();
+        assert_eq!(out_rx.recv_async().await.unwrap().num_rows(), 1);
+        drop(in_tx);
+        task.await.unwrap().unwrap();
+    }
 }
