@@ -47,9 +47,10 @@ impl std::fmt::Debug for Caption {
 impl Caption {
     /// Loads the checkpoint at `model` on this thread.
     pub fn new(cfg: &CaptionConfig, model: PathBuf) -> Result<Self> {
-        if let Some(n) = cfg.threads {
-            tch::set_num_threads(n as i32);
-        }
+        // Set even when the config leaves the count to libtorch: `set_num_threads`
+        // also sizes MKL's own thread team, which otherwise keeps a default of its own
+        // beside ATen's (the model side's commands set it explicitly too).
+        tch::set_num_threads(cfg.threads.map_or_else(tch::get_num_threads, |n| n as i32));
         let device = parse_device(&cfg.device)?;
         let kind = parse_dtype(&cfg.dtype, device)?;
         let captioner = Captioner::from_dir(&model, device, kind)?;
