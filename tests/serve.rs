@@ -690,4 +690,66 @@ fn the_nats_micro_service_answers_discovery_and_captions_over_tls() {
         &image,
     );
     assert_eq!(r.json()["caption"], want["caption"]);
+
+    // A second replica joins the queue group: requests are shared, each answered once,
+    // and discovery finds both.
+    let second = Server::start("serve-nats-2", &text, &["--nats", &nats.url()]);
+    rt.block_on(async {
+        let client = capstream::transport::connect(&nats.url(), "test", &cfg)
+            .await
+            .unwrap();
+        let before = instance_requests(&client).await;
+        assert_eq!(
+            before.len(),
+            2,
+            "two instances answer $SRV.STATS: {before:?}"
+        );
+        let asks = (0..24).map(|_| {
+            let client = client.clone();
+            let image = image.clone();
+            async move { client.request("serve.caption", image.into()).await.unwrap() }
+        });
+        for answer in futures_util::future::join_all(asks).await {
+            let j: serde_json::Value = serde_json::from_slice(&answer.payload).unwrap();
+            assert_eq!(j["caption"], want["caption"]);
+        }
+        let after = instance_requests(&client).await;
+        let served: Vec<u64> = after
+            .iter()
+            .map(|(id, n)| n - before.get(id).copied().unwrap_or(0))
+            .collect();
+        assert_eq!(served.iter().sum::<u64>(), 24, "{served:?}");
+        assert!(
+            served.iter().all(|&n| n > 0),
+            "one replica took none: {served:?}"
+        );
+    });
+    drop(second);
+}
+
+/// Requests answered by the `caption` endpoint of every running `capstream` instance,
+/// by instance id: `$SRV.STATS` is answered once per instance, so the replies are
+/// gathered on an inbox for a while.
+async fn instance_requests(client: &async_nats::Client) -> std::collections::HashMap<String, u64> {
+    use futures_util::StreamExt;
+    let inbox = client.new_inbox();
+    let mut replies = client.subscribe(inbox.clone()).await.unwrap();
+    client
+        .publish_with_reply("$SRV.STATS.capstream", inbox, Vec::new().into())
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    let mut out = std::collections::HashMap::new();
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(2), replies.next()).await {
+        let stats: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+        let n = stats["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "caption")
+            .and_then(|e| e["num_requests"].as_u64())
+            .unwrap_or(0);
+        out.insert(stats["id"].as_str().unwrap().to_string(), n);
+    }
+    out
 }

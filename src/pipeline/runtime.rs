@@ -128,6 +128,10 @@ impl Pipeline {
             let (mb_tx, mb_rx) = flume::bounded::<RecordBatch>(stage_cfg.workers());
             let (out_tx, out_rx) = mpsc::channel::<RecordBatch>(cap);
             let bcfg = stage_cfg.batch().unwrap_or(plan.config.batch);
+            // Workers announce themselves idle here; the batcher hands a batch over only
+            // then, so that rows arriving while all are busy join the next batch.
+            let idle = Arc::new(tokio::sync::Semaphore::new(0));
+            let live = Arc::new(AtomicU64::new(stage_cfg.workers() as u64));
             handles.push((
                 format!("{name} batcher"),
                 tokio::spawn(batcher::run(
@@ -135,12 +139,17 @@ impl Pipeline {
                     bcfg,
                     rx,
                     mb_tx,
+                    idle.clone(),
                     m.clone(),
                 )),
             ));
             for w in 0..stage_cfg.workers() {
                 let spec = (stage_cfg.clone(), contexts[i].clone());
                 let rx = mb_rx.clone();
+                let idle = Idle {
+                    idle: idle.clone(),
+                    live: live.clone(),
+                };
                 let tx = out_tx.clone();
                 let m = m.clone();
                 let sd = shutdown.clone();
@@ -148,7 +157,7 @@ impl Pipeline {
                 handles.push((
                     format!("{name} worker {w}"),
                     tokio::task::spawn_blocking(move || {
-                        let r = run_stage(&spec, rx, tx, &m, &prog);
+                        let r = run_stage(&spec, rx, tx, &m, &prog, &idle);
                         if let Err(e) = &r {
                             tracing::error!(stage = name, error = %e, "Stage cannot continue; stopping the pipeline.");
                             sd.stop();
@@ -254,6 +263,22 @@ impl Pipeline {
     }
 }
 
+/// A worker's side of its batcher's hand-over: a permit when it waits for a batch, and
+/// when the last worker of the stage ends (done or failed), the batcher learns that
+/// nobody will take another batch.
+struct Idle {
+    idle: Arc<tokio::sync::Semaphore>,
+    live: Arc<AtomicU64>,
+}
+
+impl Drop for Idle {
+    fn drop(&mut self) {
+        if self.live.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.idle.close();
+        }
+    }
+}
+
 /// One worker thread of a stage: the shared [`StageChain`] loop over micro-batches
 /// from its batcher, rows sent on downstream as they come.
 fn run_stage(
@@ -262,6 +287,7 @@ fn run_stage(
     tx: mpsc::Sender<RecordBatch>,
     m: &StageMetrics,
     progress: &Progress,
+    idle: &Idle,
 ) -> Result<()> {
     let mut chain = StageChain::build(std::slice::from_ref(spec), m.clone())?;
     progress.workers_built.fetch_add(1, Ordering::Relaxed);
@@ -274,7 +300,9 @@ fn run_stage(
         }
         true
     };
-    while let Ok(batch) = rx.recv() {
+    loop {
+        idle.idle.add_permits(1);
+        let Ok(batch) = rx.recv() else { break };
         if !emit(chain.process(batch)?) {
             // Downstream is gone: the pipeline is stopping.
             return chain.close();
