@@ -134,15 +134,7 @@ impl Plan {
             .config
             .sink
             .build(output, &self.output_schema(), &self.config.name)?;
-        let contexts = (0..self.config.stages.len())
-            .map(|i| self.context(i))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Pipeline {
-            plan: self,
-            source,
-            sink,
-            contexts,
-        })
+        self.open_with(source, sink)
     }
 }
 
