@@ -11,6 +11,14 @@ prints the test split's shape-set accuracy and the seconds spent. If this classi
 cannot reach the issue's 0.95 in the recipe's time, no caption loss on the same encoder
 will. If it can, a training-only shape head beside the caption loss is worth its cost.
 Diagnostic only: nothing here is shipped or used by the recipe.
+
+The encoder starts as `capstream train caption` starts it: normal(0, --init-std) weights
+with the top-level `initializer_range` of the recipe's config (0.02). A bare
+`BlipVisionModel(BlipVisionConfig(...))` would start at transformers'
+`BlipVisionConfig.initializer_range` default, 1e-10: every weight near zero, so that the
+LayerNorm epsilon swallows the signal. The first version of this script did that, and
+its "stays at the base rates" result (stop 20) measured that initialisation, not the
+encoder; `--init-std 1e-10` reproduces it.
 """
 
 from __future__ import annotations
@@ -50,11 +58,15 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--init-std", type=float, default=None,
+                    help="std of the initial weights (default: the config's initializer_range)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    vc = json.loads(a.config.read_text())["vision_config"]
-    cfg = BlipVisionConfig(**vc)
+    full = json.loads(a.config.read_text())
+    vc = full["vision_config"]
+    std = a.init_std if a.init_std is not None else full.get("initializer_range", 0.02)
+    cfg = BlipVisionConfig(**{**vc, "initializer_range": std})
     rows = pq.read_table(a.data, columns=["image", "captions", "split"]).to_pylist()
     train = [r for r in rows if r["split"] == "train"]
     test = [r for r in rows if r["split"] == "test"]
@@ -73,7 +85,8 @@ def main() -> None:
         return head(enc(pixel_values=x).last_hidden_state[:, 1:]).amax(1)
 
     print(f"vision config: {vc['hidden_size']} wide, {vc['num_hidden_layers']} layers, "
-          f"patch {vc['patch_size']} at {vc['image_size']} px; {len(train)} train, {len(test)} test rows\n")
+          f"patch {vc['patch_size']} at {vc['image_size']} px, init std {std:g}; {len(train)} train, "
+          f"{len(test)} test rows\n")
     print("| epoch | train BCE | test shape-set accuracy | shape F1 | seconds so far |")
     print("|---|---|---|---|---|", flush=True)
     t0 = time.perf_counter()
