@@ -559,7 +559,8 @@ fn a_full_house_is_429_with_retry_after() {
 #[test]
 fn sigterm_answers_admitted_requests_then_exits() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start("serve-drain", &pipeline(dir.path(), 1500, LIMITS), &[]);
+    // The caption stage holds its batch for 4 s: the drain has something to wait for.
+    let s = Server::start("serve-drain", &pipeline(dir.path(), 4000, LIMITS), &[]);
     let mut s = s;
     let port = s.port;
     let image = std::sync::Arc::new(std::fs::read(&samples()[2]).unwrap());
@@ -583,8 +584,25 @@ fn sigterm_answers_admitted_requests_then_exits() {
         let m = String::from_utf8(get(port, "/metrics").body).unwrap();
         metric(&m, "capstream_serve_requests_in_flight", &[]) >= 4.0
     }));
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &s.proc.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    // Draining: not ready, and a new request is turned away with a Retry-After.
+    assert!(wait_for(5, || get(port, "/readyz").status == 503));
+    let late = request(
+        port,
+        "POST",
+        "/v1/caption",
+        &[("Content-Type", "image/jpeg")],
+        &image,
+    );
+    assert_eq!(late.status, 503, "{}", String::from_utf8_lossy(&late.body));
+    assert_eq!(late.json()["error_kind"], "unavailable");
+    assert_eq!(late.header("retry-after"), Some("1"));
     assert!(
-        s.proc.terminate(30),
+        s.proc.exits_ok(30),
         "serve did not exit 0 after SIGTERM: {}",
         s.proc.log()
     );
@@ -594,6 +612,44 @@ fn sigterm_answers_admitted_requests_then_exits() {
         TcpStream::connect(("127.0.0.1", port)).is_err(),
         "still listening"
     );
+}
+
+#[test]
+fn a_slow_answer_is_504_and_describe_needs_a_speak_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    // No speak stage, and a batch delay longer than the request timeout.
+    let limits = "request_timeout_ms = 500\n";
+    let mut text = pipeline(dir.path(), 3000, limits);
+    let start = text.find("[[stage]]\ntype = \"speak\"").unwrap();
+    let end = text[start..].find("[sink]").unwrap() + start;
+    text.replace_range(start..end, "");
+    let s = Server::start("serve-timeout", &text, &[]);
+    let image = std::fs::read(&samples()[0]).unwrap();
+    let r = request(
+        s.port,
+        "POST",
+        "/v1/describe",
+        &[("Content-Type", "image/jpeg")],
+        &image,
+    );
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["error_kind"], "not_found");
+    let r = request(
+        s.port,
+        "POST",
+        "/v1/caption",
+        &[("Content-Type", "image/jpeg")],
+        &image,
+    );
+    assert_eq!(r.status, 504, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["error_kind"], "timeout");
+    // The record still ran; the server goes on and answers within the limit again.
+    let m = String::from_utf8(get(s.port, "/metrics").body).unwrap();
+    assert_eq!(
+        metric(&m, "capstream_serve_requests_total", &["code=\"504\""]),
+        1.0
+    );
+    assert_eq!(get(s.port, "/readyz").status, 200);
 }
 
 #[test]
