@@ -135,6 +135,11 @@ fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: 
     parse(&raw)
 }
 
+/// A JPEG posted without a token.
+fn post_jpeg(port: u16, path: &str, body: &[u8]) -> Response {
+    request(port, "POST", path, &[("Content-Type", "image/jpeg")], body)
+}
+
 fn get(port: u16, path: &str) -> Response {
     request(port, "GET", path, &[], b"")
 }
@@ -216,13 +221,7 @@ fn serve_answers_every_endpoint_and_error_code() {
     let want = reference(image_path);
 
     // No token, a wrong one: 401 with a challenge; probes need none.
-    let r = request(
-        port,
-        "POST",
-        "/v1/caption",
-        &[("Content-Type", "image/jpeg")],
-        &image,
-    );
+    let r = post_jpeg(port, "/v1/caption", &image);
     assert_eq!(r.status, 401);
     assert_eq!(r.header("www-authenticate"), Some("Bearer"));
     assert_eq!(r.json()["error_kind"], "unauthorized");
@@ -477,13 +476,7 @@ fn concurrent_clients_share_model_batches_and_get_their_own_captions() {
             let images = images.clone();
             std::thread::spawn(move || {
                 let (bytes, want) = &images[i % images.len()];
-                let r = request(
-                    port,
-                    "POST",
-                    "/v1/caption",
-                    &[("Content-Type", "image/jpeg")],
-                    bytes,
-                );
+                let r = post_jpeg(port, "/v1/caption", bytes);
                 (r.status, r.json(), want.clone())
             })
         })
@@ -536,13 +529,7 @@ fn a_full_house_is_429_with_retry_after() {
         .map(|_| {
             let image = image.clone();
             std::thread::spawn(move || {
-                let r = request(
-                    port,
-                    "POST",
-                    "/v1/caption",
-                    &[("Content-Type", "image/jpeg")],
-                    &image,
-                );
+                let r = post_jpeg(port, "/v1/caption", &image);
                 (r.status, r.header("retry-after").map(str::to_string))
             })
         })
@@ -567,16 +554,7 @@ fn sigterm_answers_admitted_requests_then_exits() {
     let clients: Vec<_> = (0..4)
         .map(|_| {
             let image = image.clone();
-            std::thread::spawn(move || {
-                request(
-                    port,
-                    "POST",
-                    "/v1/caption",
-                    &[("Content-Type", "image/jpeg")],
-                    &image,
-                )
-                .status
-            })
+            std::thread::spawn(move || post_jpeg(port, "/v1/caption", &image).status)
         })
         .collect();
     // All four are admitted and held by the batch delay when the signal comes.
@@ -591,13 +569,7 @@ fn sigterm_answers_admitted_requests_then_exits() {
     assert!(kill.success());
     // Draining: not ready, and a new request is turned away with a Retry-After.
     assert!(wait_for(5, || get(port, "/readyz").status == 503));
-    let late = request(
-        port,
-        "POST",
-        "/v1/caption",
-        &[("Content-Type", "image/jpeg")],
-        &image,
-    );
+    let late = post_jpeg(port, "/v1/caption", &image);
     assert_eq!(late.status, 503, "{}", String::from_utf8_lossy(&late.body));
     assert_eq!(late.json()["error_kind"], "unavailable");
     assert_eq!(late.header("retry-after"), Some("1"));
@@ -625,22 +597,10 @@ fn a_slow_answer_is_504_and_describe_needs_a_speak_stage() {
     text.replace_range(start..end, "");
     let s = Server::start("serve-timeout", &text, &[]);
     let image = std::fs::read(&samples()[0]).unwrap();
-    let r = request(
-        s.port,
-        "POST",
-        "/v1/describe",
-        &[("Content-Type", "image/jpeg")],
-        &image,
-    );
+    let r = post_jpeg(s.port, "/v1/describe", &image);
     assert_eq!(r.status, 404);
     assert_eq!(r.json()["error_kind"], "not_found");
-    let r = request(
-        s.port,
-        "POST",
-        "/v1/caption",
-        &[("Content-Type", "image/jpeg")],
-        &image,
-    );
+    let r = post_jpeg(s.port, "/v1/caption", &image);
     assert_eq!(r.status, 504, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["error_kind"], "timeout");
     // The record still ran; the server goes on and answers within the limit again.
@@ -738,13 +698,7 @@ fn the_nats_micro_service_answers_discovery_and_captions_over_tls() {
         assert_eq!(caption["num_errors"], 1, "{stats}");
     });
     // The same server answers HTTP meanwhile.
-    let r = request(
-        s.port,
-        "POST",
-        "/v1/caption",
-        &[("Content-Type", "image/jpeg")],
-        &image,
-    );
+    let r = post_jpeg(s.port, "/v1/caption", &image);
     assert_eq!(r.json()["caption"], want["caption"]);
 
     // A second replica joins the queue group: requests are shared, each answered once,

@@ -140,7 +140,6 @@ impl Front {
             uri: uri.to_string(),
             image,
             options,
-            admitted,
         };
         let sent = match self.queue.lock() {
             Ok(q) => match q.as_ref() {

@@ -96,11 +96,6 @@ impl Waiters {
         self.waiting.clear();
     }
 
-    /// Callers waiting now.
-    pub fn len(&self) -> usize {
-        self.waiting.len()
-    }
-
     /// True when nobody waits.
     pub fn is_empty(&self) -> bool {
         self.waiting.is_empty()

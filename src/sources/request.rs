@@ -8,8 +8,6 @@
 //! for more: gathering rows into model batches is the stage batchers' job
 //! (`max_rows`, `max_delay_ms`). The source ends when every sender is gone.
 
-use std::time::Instant;
-
 use arrow::array::RecordBatch;
 use bytes::Bytes;
 use serde::Deserialize;
@@ -45,8 +43,6 @@ pub struct Request {
     pub image: Bytes,
     /// What the caller asked of the stages.
     pub options: RecordOptions,
-    /// When it was admitted (queue time is measured from here).
-    pub admitted: Instant,
 }
 
 /// Emits the requests a [`flume::Receiver`] delivers.
@@ -114,7 +110,6 @@ mod tests {
             uri: "POST /v1/caption".into(),
             image: Bytes::from_static(b"\x89PNG"),
             options,
-            admitted: Instant::now(),
         }
     }
 
